@@ -1,0 +1,98 @@
+"""Admin for users and invitations; every action calls a service."""
+
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from accounts import services
+from accounts.models import Invitation, User
+from config.errors import ApplicationError
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = ["username", "email", "is_staff", "is_active", "last_login", "date_joined"]
+    list_filter = ["is_staff", "is_superuser", "is_active"]
+    ordering = ["username"]
+    actions = ["activate", "deactivate", "reset_password"]
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2")}),
+    )
+
+    @admin.action(description="Activate selected users")
+    def activate(self, request, queryset):
+        count = services.user_set_active(users=queryset, active=True)
+        self.message_user(request, f"{count} user(s) activated.", messages.SUCCESS)
+
+    @admin.action(description="Deactivate selected users")
+    def deactivate(self, request, queryset):
+        count = services.user_set_active(users=queryset.exclude(pk=request.user.pk), active=False)
+        self.message_user(request, f"{count} user(s) deactivated.", messages.SUCCESS)
+
+    @admin.action(description="Reset password (the user gets a link by e-mail)")
+    def reset_password(self, request, queryset):
+        for user in queryset:
+            services.user_password_reset(user=user)
+        self.message_user(
+            request, f"{queryset.count()} password(s) reset; the users were e-mailed a link."
+        )
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = [
+        "email",
+        "status",
+        "is_staff",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+    ]
+    list_select_related = ["invited_by"]
+    search_fields = ["email"]
+    fields = ["email", "is_staff"]
+    actions = ["resend", "revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["email", "is_staff"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        try:
+            created = services.invitation_create(
+                email=form.cleaned_data["email"],
+                is_staff=form.cleaned_data.get("is_staff", False),
+                invited_by=request.user,
+            )
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            raise
+        for field in Invitation._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(created, field.attname))
+
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except ApplicationError:
+            from django.http import HttpResponseRedirect
+
+            return HttpResponseRedirect(request.path)
+
+    @admin.action(description="Resend invitation (new link, new expiry)")
+    def resend(self, request, queryset):
+        for invitation in queryset:
+            try:
+                services.invitation_resend(invitation=invitation)
+            except ApplicationError as exc:
+                self.message_user(request, f"{invitation.email}: {exc.message}", messages.WARNING)
+            else:
+                self.message_user(request, f"Invitation resent to {invitation.email}.")
+
+    @admin.action(description="Revoke invitation")
+    def revoke(self, request, queryset):
+        for invitation in queryset:
+            try:
+                services.invitation_revoke(invitation=invitation)
+            except ApplicationError as exc:
+                self.message_user(request, f"{invitation.email}: {exc.message}", messages.WARNING)

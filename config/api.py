@@ -1,0 +1,185 @@
+"""API conventions shared by every app: the one error shape, pagination, schema hooks.
+
+Every error leaves the API as ``{"error": {"code", "message", "details"}}`` with the
+right HTTP status, whether it came from a service (ApplicationError), from DRF
+(validation, authentication, permissions, throttling, routing) or from a bug (500,
+with no internals in the body; the traceback goes to the log with the request id).
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from config.errors import ApplicationError
+
+logger = logging.getLogger("scriptorium.api")
+
+# DRF exception class -> our code. Checked in order; the first match wins.
+_DRF_CODES = [
+    (exceptions.ValidationError, "VALIDATION_ERROR"),
+    (exceptions.ParseError, "PARSE_ERROR"),
+    (exceptions.AuthenticationFailed, "AUTHENTICATION_FAILED"),
+    (exceptions.NotAuthenticated, "NOT_AUTHENTICATED"),
+    (exceptions.PermissionDenied, "PERMISSION_DENIED"),
+    (exceptions.NotFound, "NOT_FOUND"),
+    (exceptions.MethodNotAllowed, "METHOD_NOT_ALLOWED"),
+    (exceptions.NotAcceptable, "NOT_ACCEPTABLE"),
+    (exceptions.UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"),
+    (exceptions.Throttled, "THROTTLED"),
+]
+
+_GENERIC_MESSAGES = {
+    "VALIDATION_ERROR": "The request is not valid.",
+    "THROTTLED": "Too many requests; try again later.",
+}
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    """The one error shape."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _drf_error(exc: exceptions.APIException) -> tuple[str, str, dict]:
+    code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), None)
+    if code is None:
+        code = str(getattr(exc, "default_code", "error")).upper()
+    if code == "AUTHENTICATION_FAILED" and hasattr(exc, "detail"):
+        detail = exc.detail
+        # simplejwt's InvalidToken carries a dict with a code and messages.
+        if isinstance(detail, dict) and detail.get("code") == "token_not_valid":
+            return "TOKEN_INVALID", "The token is invalid or expired.", {}
+    details: dict = {}
+    if isinstance(exc.detail, dict):
+        details = exc.detail
+        message = _GENERIC_MESSAGES.get(code, "The request is not valid.")
+        if "detail" in details and len(details) == 1:
+            message = str(details["detail"])
+            details = {}
+    elif isinstance(exc.detail, list):
+        details = {"non_field_errors": exc.detail}
+        message = str(exc.detail[0]) if exc.detail else _GENERIC_MESSAGES.get(code, "")
+    else:
+        message = str(exc.detail)
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        details = {"wait_seconds": int(exc.wait + 0.999)}
+    return code, message, details
+
+
+def exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: turn any exception into the one error shape."""
+    headers = {}
+    if isinstance(exc, ApplicationError):
+        code, message, details, status_code = exc.code, exc.message, exc.details, exc.status
+    elif isinstance(exc, Http404):
+        code, message, details, status_code = "NOT_FOUND", "Not found.", {}, 404
+    elif isinstance(exc, DjangoPermissionDenied):
+        code, message, details = "PERMISSION_DENIED", "You may not do this.", {}
+        status_code = 403
+    elif isinstance(exc, DjangoValidationError):
+        code, message, status_code = "VALIDATION_ERROR", "The request is not valid.", 400
+        details = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+    elif isinstance(exc, exceptions.APIException):
+        code, message, details = _drf_error(exc)
+        status_code = exc.status_code
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait + 0.999))
+    else:
+        request = context.get("request")
+        logger.exception(
+            "Unhandled error in API view",
+            extra={"path": getattr(request, "path", None)},
+        )
+        set_rollback()
+        request_id = getattr(getattr(request, "_request", request), "request_id", None)
+        return Response(
+            error_body(
+                "INTERNAL_ERROR",
+                "An unexpected error occurred; it has been logged.",
+                {"request_id": request_id} if request_id else {},
+            ),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    set_rollback()
+    return Response(error_body(code, message, details), status=status_code, headers=headers)
+
+
+def _wants_json(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def handler404(request, exception=None):
+    """404 for any URL: the error shape under /api/, Django's page elsewhere."""
+    if _wants_json(request):
+        return JsonResponse(error_body("NOT_FOUND", "Not found."), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    """500 outside DRF views: the error shape under /api/, Django's page elsewhere."""
+    if _wants_json(request):
+        body = error_body("INTERNAL_ERROR", "An unexpected error occurred; it has been logged.")
+        return JsonResponse(body, status=500)
+    from django.views.defaults import server_error
+
+    return server_error(request)
+
+
+class Pagination(PageNumberPagination):
+    """``?page=N&page_size=M`` (at most 200) -> ``{count, next, previous, results}``."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string", "example": "VALIDATION_ERROR"},
+                "message": {"type": "string"},
+                "details": {"type": "object", "additionalProperties": True},
+            },
+            "required": ["code", "message", "details"],
+        }
+    },
+    "required": ["error"],
+}
+_ERROR_STATUSES = {
+    "400": "Invalid input (VALIDATION_ERROR with field details).",
+    "401": "Not authenticated, or the token is invalid.",
+    "403": "Not allowed.",
+    "404": "Not found.",
+    "429": "Too many requests.",
+}
+
+
+def document_error_responses(result, generator, request, public):
+    """drf-spectacular post-processing hook: every operation documents the error shape
+    for the statuses it can answer (drf-spectacular leaves them out otherwise)."""
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components["Error"] = _ERROR_SCHEMA
+    ref = {"$ref": "#/components/schemas/Error"}
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for code, description in _ERROR_STATUSES.items():
+                operation["responses"].setdefault(
+                    code,
+                    {"description": description, "content": {"application/json": {"schema": ref}}},
+                )
+    return result

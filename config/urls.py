@@ -1,0 +1,28 @@
+"""URLs: the admin, the API under /api/v1/ (one include per app), docs, health."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from config.health import health
+
+api_v1 = [
+    path("", include("accounts.api_urls")),
+    path("", include("scripts.api_urls")),
+    path("", include("executions.api_urls")),
+    path("", include("storage.api_urls")),
+    path("mail/", include("mailqueue.api_urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("accounts.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("health/", health, name="health"),
+]
+
+handler404 = "config.api.handler404"
+handler500 = "config.api.handler500"

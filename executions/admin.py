@@ -1,0 +1,3 @@
+"""Admin of the executions app."""
+
+from django.contrib import admin  # noqa: F401

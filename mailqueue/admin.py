@@ -1,0 +1,3 @@
+"""Admin of the mailqueue app."""
+
+from django.contrib import admin  # noqa: F401

@@ -1,0 +1,3 @@
+"""API routes of the scripts app (mounted under /api/v1/)."""
+
+urlpatterns = []

@@ -1,0 +1,3 @@
+"""Admin of the storage app."""
+
+from django.contrib import admin  # noqa: F401

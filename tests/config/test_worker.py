@@ -1,0 +1,83 @@
+"""A real `manage.py qcluster` process runs a task enqueued by `manage.py worker_ping`."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_qcluster_worker_runs_a_task(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATA_DIR=str(tmp_path),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'worker.sqlite3'}",
+        Q_CLUSTER_NAME=f"scriptorium-worker-test-{os.getpid()}",
+        Q_WORKERS="1",
+        LOG_FORMAT="console",
+    )
+    manage = [sys.executable, "manage.py"]
+    migrate = subprocess.run(
+        [*manage, "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    cluster = subprocess.Popen(
+        [*manage, "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        ping = subprocess.run(
+            [*manage, "worker_ping", "--timeout", "60"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ping.returncode == 0, ping.stderr
+        assert "Worker pid" in ping.stdout and "ran task" in ping.stdout
+        worker_pid = int(ping.stdout.split("Worker pid ")[1].split()[0])
+        assert worker_pid not in (os.getpid(), cluster.pid)
+    finally:
+        os.killpg(cluster.pid, signal.SIGTERM)
+        try:
+            cluster.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(cluster.pid, signal.SIGKILL)
+
+
+def test_worker_ping_without_worker_fails_clearly(tmp_path, db):
+    # In the test settings tasks run inline, so fake the "nobody answered" case.
+    import django_q.tasks
+    from django.core.management import CommandError, call_command
+    from django.test import override_settings
+
+    with override_settings():
+        original = django_q.tasks.result
+        try:
+            django_q.tasks.result = lambda *a, **k: None
+            import config.management.commands.worker_ping as cmd
+
+            cmd.result = django_q.tasks.result
+            with pytest.raises(CommandError, match="No worker answered"):
+                call_command("worker_ping", "--timeout", "0.1")
+        finally:
+            django_q.tasks.result = original
+            cmd.result = original
+    time.sleep(0)
