@@ -1,3 +1,44 @@
-"""Models of the storage app."""
+"""Files kept in the project's storage (local disk or S3): one row per object."""
 
-from django.db import models  # noqa: F401
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class StoredFile(models.Model):
+    """An object in storage under ``key``. The row and the object live and die
+    together (see storage.services); ``execution`` is the run that produced it."""
+
+    key = models.CharField(max_length=1024, unique=True)
+    original_name = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    content_type = models.CharField(max_length=255, default="application/octet-stream")
+    sha256 = models.CharField(max_length=64)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="files",
+    )
+    execution = models.ForeignKey(
+        "executions.Execution",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="files",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["created_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(size__gte=0), name="storage_file_size_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
