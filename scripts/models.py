@@ -16,6 +16,14 @@ class Folder(models.Model):
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
     path = models.CharField(max_length=1000, editable=False, db_index=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="script_folders",
+        help_text="Who created it; the owner and staff may rename, move or delete it.",
+    )
     allowed_groups = models.ManyToManyField(
         Group,
         blank=True,
