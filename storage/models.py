@@ -42,3 +42,20 @@ class StoredFile(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class PendingDeletion(models.Model):
+    """An object whose row is gone but whose deletion from storage has not been confirmed.
+    Written in the same transaction that deletes the StoredFile row; removed once the
+    object is deleted (right after commit, or later by storage_cleanup, which retries)."""
+
+    key = models.CharField(max_length=1024, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.key
