@@ -1,5 +1,52 @@
-"""Settings of the runner (executions app): limits, sandbox, environments."""
+"""Settings of the runner (executions app): limits, sandbox, environments.
 
-from .env import env
+Every limit here is a global default; a script may override timeout, memory and
+network (``executions.runner.limits_for``), clamped to the ``*_MAX_*`` values.
+"""
+
+import os
+from pathlib import Path
+
+from .env import DATA_DIR, env
 
 SYNC_RUN_WAIT = env.float("SYNC_RUN_WAIT", default=30)
+
+# --- Limits (defaults; per-script overrides are clamped to the maxima) -------------
+RUN_TIMEOUT_SECONDS = env.float("RUN_TIMEOUT_SECONDS", default=60)
+RUN_TIMEOUT_MAX_SECONDS = env.float("RUN_TIMEOUT_MAX_SECONDS", default=3600)
+RUN_MEMORY_MB = env.int("RUN_MEMORY_MB", default=512)
+RUN_MEMORY_MAX_MB = env.int("RUN_MEMORY_MAX_MB", default=4096)
+# CPU seconds per process; 0 means "the wall-clock timeout, rounded up".
+RUN_CPU_SECONDS = env.int("RUN_CPU_SECONDS", default=0)
+RUN_LOG_MAX_BYTES = env.int("RUN_LOG_MAX_BYTES", default=10 * 1024 * 1024)
+RUN_MAX_FILES = env.int("RUN_MAX_FILES", default=100)
+RUN_MAX_FILE_BYTES = env.int("RUN_MAX_FILE_BYTES", default=100 * 1024 * 1024)
+RUN_MAX_TOTAL_FILE_BYTES = env.int("RUN_MAX_TOTAL_FILE_BYTES", default=500 * 1024 * 1024)
+RUN_RESULT_MAX_BYTES = env.int("RUN_RESULT_MAX_BYTES", default=1024 * 1024)
+RUN_NETWORK_DEFAULT = env.bool("RUN_NETWORK_DEFAULT", default=False)
+# RLIMIT_NPROC counts every process of RUN_UID, across all concurrent runs.
+RUN_MAX_PROCESSES = env.int("RUN_MAX_PROCESSES", default=256)
+RUN_MAX_OPEN_FILES = env.int("RUN_MAX_OPEN_FILES", default=256)
+
+# --- Sandbox -------------------------------------------------------------------------
+SANDBOX_BACKEND = env("SANDBOX_BACKEND", default="auto")  # auto | bwrap | rlimit
+_root = os.geteuid() == 0
+# Scripts never run as root: when the server is root they run as this uid (nobody).
+RUN_UID = env.int("RUN_UID", default=65534 if _root else None)
+RUN_GID = env.int("RUN_GID", default=RUN_UID)
+
+# --- Environments and workspaces -----------------------------------------------------
+ENVS_DIR = Path(env("ENVS_DIR", default=str(DATA_DIR / "envs")))
+WORKSPACES_DIR = Path(env("WORKSPACES_DIR", default=str(DATA_DIR / "workspaces")))
+# The interpreter environments are made from. The pyenv Python under /root is
+# unreadable to RUN_UID, so a root server defaults to Debian's /usr/bin/python3.
+_system_python = "/usr/bin/python3"
+RUN_BASE_PYTHON = env(
+    "RUN_BASE_PYTHON",
+    default=_system_python if (_root and Path(_system_python).exists()) else "",
+)
+# Extra arguments for `uv pip install` (e.g. --index-url, --find-links, --no-index).
+ENVS_INSTALL_ARGS = env.list("ENVS_INSTALL_ARGS", default=[])
+# Allow building packages from source distributions (runs their build code on the server).
+ENVS_ALLOW_SOURCE_BUILDS = env.bool("ENVS_ALLOW_SOURCE_BUILDS", default=False)
+ENVS_BUILD_TIMEOUT_SECONDS = env.int("ENVS_BUILD_TIMEOUT_SECONDS", default=600)

@@ -1,0 +1,92 @@
+"""The runner core: run one script version in the sandbox and report what happened.
+
+The interface other code uses (``executions.services`` / tasks / the sync API):
+``Limits`` + ``limits_for`` (limits.py), ``InputFile``, ``RunSpec``, ``CollectedFile``,
+``RunOutcome``, ``run_script`` (a context manager yielding the outcome; the workspace
+and the collected files exist until it exits) and ``ensure_environment``.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from .environments import EnvironmentBuildFailed, ensure_environment
+from .files import CollectedFile
+from .limits import Limits, limits_for
+
+__all__ = [
+    "CollectedFile",
+    "EnvironmentBuildFailed",
+    "InputFile",
+    "Limits",
+    "RunOutcome",
+    "RunSpec",
+    "ensure_environment",
+    "limits_for",
+    "run_script",
+]
+
+
+@dataclass(frozen=True)
+class InputFile:
+    name: str  # original name; the runner sanitises it
+    open: Callable[[], BinaryIO]  # opens the stored bytes (caller's storage)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run_id: str  # execution id, used in names and log lines
+    source: str  # the ScriptVersion source
+    filename: str  # e.g. "report.py"
+    call_style: str  # "data" | "kwargs" | "argv"
+    inputs: dict  # validated inputs (function scripts)
+    argv: list[str]  # command scripts' argv (after the script name)
+    requirements: list[str]  # pip requirement strings; [] -> base environment
+    input_files: list[InputFile]
+    limits: Limits
+
+
+@dataclass
+class RunOutcome:
+    status: str  # "succeeded" | "failed" | "timed_out" | "cancelled"
+    exit_code: int | None
+    result: Any  # function scripts' JSON result ({} for None); None otherwise
+    error_code: str  # "" on success, else SCRIPT_ERROR, TIMEOUT, MEMORY_LIMIT, ...
+    error_message: str  # one clean line for people (traceback goes to the log)
+    peak_memory_kb: int | None = None
+    cpu_time_ms: int | None = None
+    log_bytes: int = 0
+    log_truncated: bool = False
+    files: list[CollectedFile] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)  # "name: reason"
+    duration_seconds: float = 0.0
+
+
+@contextmanager
+def run_script(
+    spec: RunSpec,
+    *,
+    on_log: Callable[[str], None],
+    on_progress: Callable[[int, str], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Iterator[RunOutcome]:
+    """Make a fresh workspace, copy the input files in, resolve the environment
+    (building it if needed, its output going to on_log), run the harness in the
+    sandbox, stream merged stdout/stderr to on_log in order (text, at most
+    limits.log_bytes, then one truncation marker line and the rest dropped while the
+    run goes on), call on_progress for progress reports, poll should_cancel about 5x
+    a second (True -> kill the whole process group -> "cancelled"), enforce every
+    limit, collect new files; yield the outcome; remove the workspace on exit.
+    Never raises for anything the script does."""
+    from .run import prepare_and_run
+
+    workspace = None
+    try:
+        workspace, outcome = prepare_and_run(
+            spec, on_log=on_log, on_progress=on_progress, should_cancel=should_cancel
+        )
+        yield outcome
+    finally:
+        if workspace is not None:
+            workspace.remove()

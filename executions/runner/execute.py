@@ -1,0 +1,293 @@
+"""One harness process, watched: streams the merged output to ``on_log`` (capped),
+reads the result and progress channels, enforces the wall clock and cancellation,
+and reports how the process ended. Memory stays flat whatever the script prints."""
+
+import codecs
+import fcntl
+import functools
+import json
+import os
+import select
+import selectors
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import sandbox
+
+READ_SIZE = 1 << 20
+POLL_SECONDS = 0.2  # should_cancel is asked about five times a second
+DRAIN_SECONDS = 0.5  # after the process ends, how long its leftovers may hold the pipes
+F_SETPIPE_SZ = 1031
+
+
+@dataclass
+class ProcessResult:
+    returncode: int | None
+    signal: int | None
+    record: dict | None  # what the harness sent on the result channel
+    record_error: str  # why the record is missing or unusable
+    timed_out: bool
+    cancelled: bool
+    peak_memory_kb: int | None
+    cpu_time_ms: int | None
+    log_bytes: int
+    log_truncated: bool
+
+
+class LogSink:
+    """Decodes the byte stream into text for ``on_log``; past ``limit`` bytes it
+    sends one marker line and drops the rest."""
+
+    def __init__(self, on_log: Callable[[str], None], limit: int):
+        self.on_log, self.limit = on_log, limit
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.kept = 0
+        self.seen = 0
+        self.truncated = False
+
+    def feed(self, data: bytes) -> None:
+        self.seen += len(data)
+        if self.truncated:
+            return
+        room = self.limit - self.kept
+        if len(data) > room:
+            data, self.truncated = data[:room], True
+        self.kept += len(data)
+        text = self.decoder.decode(data, final=self.truncated)
+        if self.truncated:
+            text += (
+                f"\n[scriptorium] Log truncated: the limit of {self.limit} bytes was reached; "
+                "further output is dropped (the run goes on).\n"
+            )
+        if text:
+            self.on_log(text)
+
+    def close(self) -> None:
+        if not self.truncated:
+            tail = self.decoder.decode(b"", final=True)
+            if tail:
+                self.on_log(tail)
+
+
+class _Progress:
+    def __init__(self, on_progress):
+        self.on_progress, self.buffer = on_progress, b""
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        if len(self.buffer) > 4096:
+            self.buffer = b""
+        for line in lines[-50:]:
+            percent, _, message = line.decode("utf-8", "replace").partition("\t")
+            try:
+                value = max(0, min(100, int(percent)))
+            except ValueError:
+                continue
+            if self.on_progress is not None:
+                try:
+                    self.on_progress(value, message[:500])
+                except Exception:  # noqa: BLE001, S110 - a progress consumer never stops a run
+                    pass
+
+
+def watch(
+    start: Callable[[int, int], "object"],
+    *,
+    run_id: str,
+    backend: str,
+    timeout: float,
+    result_limit: int,
+    log_limit: int,
+    on_log: Callable[[str], None],
+    on_progress,
+    should_cancel,
+) -> ProcessResult:
+    """Start the process with ``start(result_fd, progress_fd)`` (the write ends it
+    must pass on) and watch it to the end. Never raises for what the script does."""
+    result_r, result_w = os.pipe()
+    progress_r, progress_w = os.pipe()
+    try:
+        proc = start(result_w, progress_w)
+    finally:
+        os.close(result_w)
+        os.close(progress_w)
+    started = time.monotonic()
+    deadline = started + timeout
+    out_fd = proc.stdout.fileno()
+    try:
+        fcntl.fcntl(out_fd, F_SETPIPE_SZ, READ_SIZE)
+    except OSError:
+        pass
+    sink = LogSink(on_log, log_limit)
+    progress = _Progress(on_progress)
+    result = bytearray()
+    result_overflow = False
+    selector = selectors.DefaultSelector()
+    for fd in (out_fd, result_r, progress_r):
+        os.set_blocking(fd, False)
+        selector.register(fd, selectors.EVENT_READ)
+    pidfd = _pidfd(proc.pid)
+    if pidfd is not None:
+        selector.register(pidfd, selectors.EVENT_READ)
+    open_fds = {out_fd, result_r, progress_r}
+    status = None
+    timed_out = cancelled = False
+    next_cancel_check = started + POLL_SECONDS
+    drain_until = None
+    kill = functools.partial(sandbox.kill, proc, run_id, backend)
+    try:
+        while open_fds:
+            now = time.monotonic()
+            if status is None and _exited(proc):
+                kill()  # leftovers die with the run (the group still exists: not reaped)
+                status = _reap(proc)
+                drain_until = now + DRAIN_SECONDS
+            if drain_until is not None and now >= drain_until:
+                break
+            if status is None and not (timed_out or cancelled):
+                if now >= deadline:
+                    timed_out = True
+                    kill()
+                elif should_cancel and now >= next_cancel_check:
+                    next_cancel_check = now + POLL_SECONDS
+                    if _safe_call(should_cancel):
+                        cancelled = True
+                        kill()
+            wait = min(POLL_SECONDS, max(0.0, deadline - now))
+            if drain_until is not None:
+                wait = max(0.0, drain_until - now)
+            for key, _ in selector.select(wait):
+                fd = key.fd
+                if fd == pidfd:
+                    selector.unregister(pidfd)
+                    if status is None:
+                        kill()
+                        status = _reap(proc)
+                        drain_until = time.monotonic() + DRAIN_SECONDS
+                    continue
+                try:
+                    data = os.read(fd, READ_SIZE)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    selector.unregister(fd)
+                    open_fds.discard(fd)
+                elif fd == out_fd:
+                    sink.feed(data)
+                elif fd == result_r:
+                    if len(result) <= result_limit + 4096:
+                        result += data
+                    else:
+                        result_overflow = True
+                else:
+                    progress.feed(data)
+        if status is None:
+            # Every pipe is closed: the process is exiting (or closed them itself).
+            remaining = 5.0 if (timed_out or cancelled) else deadline - time.monotonic()
+            if _wait_exited(proc, pidfd, max(0.0, remaining)) is None:
+                timed_out = timed_out or not cancelled
+            kill()
+            _wait_exited(proc, pidfd, 5.0)
+            status = _reap(proc)
+        sink.close()
+    finally:
+        selector.close()
+        for fd in (result_r, progress_r, pidfd):
+            if fd is not None:
+                os.close(fd)
+        proc.stdout.close()
+        if proc.returncode is None:  # never leave a process or a zombie behind
+            kill()
+            _wait_exited(proc, None, 5.0)
+            status = status or _reap(proc)
+    return _finish(proc, status, result, result_overflow, timed_out, cancelled, sink, result_limit)
+
+
+def _finish(proc, status, result, overflow, timed_out, cancelled, sink, limit) -> ProcessResult:
+    wstatus, rusage = status if status else (None, None)
+    code = sig = None
+    if wstatus is not None:
+        if os.WIFSIGNALED(wstatus):
+            sig = os.WTERMSIG(wstatus)
+        else:
+            code = os.WEXITSTATUS(wstatus)
+    record, record_error = None, ""
+    if overflow:
+        record_error = "RESULT_TOO_LARGE"
+    elif result:
+        try:
+            record = json.loads(bytes(result))
+            if not isinstance(record, dict) or "ok" not in record:
+                record, record_error = None, "the result channel held no outcome record"
+        except ValueError:
+            record_error = "the result channel held invalid JSON"
+    peak = cpu = None
+    if rusage is not None:
+        peak = int(rusage.ru_maxrss)
+        cpu = int((rusage.ru_utime + rusage.ru_stime) * 1000)
+    return ProcessResult(
+        returncode=code,
+        signal=sig,
+        record=record,
+        record_error=record_error,
+        timed_out=timed_out,
+        cancelled=cancelled,
+        peak_memory_kb=peak,
+        cpu_time_ms=cpu,
+        log_bytes=sink.kept,
+        log_truncated=sink.truncated,
+    )
+
+
+def _pidfd(pid: int):
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _exited(proc) -> bool:
+    """True once the process has ended, without reaping it (its pid and process
+    group stay valid, so killing the group cannot hit a reused pid)."""
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def _wait_exited(proc, pidfd, seconds: float) -> bool | None:
+    end = time.monotonic() + seconds
+    while True:
+        if _exited(proc):
+            return True
+        left = end - time.monotonic()
+        if left <= 0:
+            return None
+        if pidfd is not None:
+            select.select([pidfd], [], [], left)
+        else:
+            time.sleep(min(left, 0.005))
+
+
+def _reap(proc):
+    """(wait status, rusage) of the ended process (blocks if it has not ended)."""
+    try:
+        _pid, wstatus, rusage = os.wait4(proc.pid, 0)
+    except ChildProcessError:
+        return (0, None)
+    proc.returncode = os.waitstatus_to_exitcode(wstatus)
+    return (wstatus, rusage)
+
+
+def _safe_call(fn) -> bool:
+    try:
+        return bool(fn())
+    except Exception:  # noqa: BLE001 - a failing cancel check is not a cancel
+        return False
+
+
+SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}

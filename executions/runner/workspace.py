@@ -1,0 +1,124 @@
+"""Per-run directories: ``WORKSPACES_DIR/<run>-<random>/`` holds ``work/`` (the
+script's working directory, the only place it may write), ``tmp/`` (its TMPDIR under
+the rlimit backend) and ``ctl/`` (the harness's control file, read-only to it)."""
+
+import os
+import re
+import secrets
+import shutil
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+MAX_NAME = 120
+
+
+def sanitise_name(name: str, *, taken: set[str] | None = None) -> str:
+    """A safe single file name for ``name``: no directories, no leading dots, only
+    letters, digits, ``._ -``; never empty; unique among ``taken`` (a counter is added)."""
+    base = _UNSAFE.sub("_", Path(name.replace("\\", "/")).name).strip(" .")
+    base = base.lstrip("-") or "file"
+    if len(base) > MAX_NAME:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[: MAX_NAME - len(ext) - 1] + "." + ext) if dot and len(ext) < 16 else base
+        base = base[:MAX_NAME]
+    candidate, n = base, 1
+    while taken is not None and candidate.lower() in taken:
+        stem, dot, ext = base.rpartition(".")
+        candidate = f"{stem}-{n}.{ext}" if dot and stem else f"{base}-{n}"
+        n += 1
+    if taken is not None:
+        taken.add(candidate.lower())
+    return candidate
+
+
+def safe_id(run_id: str) -> str:
+    """``run_id`` reduced to characters safe in a directory name (at most 40)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", str(run_id))[:40] or "run"
+
+
+def ensure_traversable(path: Path) -> None:
+    """Make ``path`` (created if missing) and its ancestors inside DATA_DIR searchable
+    by other users (o+x, not o+r), so the unprivileged run uid can reach its files."""
+    path.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(settings.DATA_DIR).resolve()
+    current = path.resolve()
+    while True:
+        mode = current.stat().st_mode
+        if not mode & stat.S_IXOTH and (current == data_dir or data_dir in current.parents):
+            os.chmod(current, stat.S_IMODE(mode) | stat.S_IXOTH | stat.S_IXGRP)
+        if current == data_dir or current.parent == current or data_dir not in current.parents:
+            break
+        current = current.parent
+
+
+@dataclass
+class Workspace:
+    root: Path
+    work: Path
+    tmp: Path
+    ctl: Path
+    baseline: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def snapshot(self) -> None:
+        """Remember what is in ``work`` now: only what is new or changed afterwards
+        is collected."""
+        self.baseline = _listing(self.work)
+
+    def remove(self) -> None:
+        remove_tree(self.root)
+
+
+def _listing(top: Path) -> dict[str, tuple[int, int]]:
+    found = {}
+    for dirpath, _dirs, files in os.walk(top):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            found[os.path.relpath(path, top)] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def create_workspace(run_id: str) -> Workspace:
+    """A fresh run directory, owned so that the run uid can write ``work`` and
+    ``tmp`` and only read ``ctl``."""
+    top = Path(settings.WORKSPACES_DIR)
+    ensure_traversable(top)
+    root = top / f"{safe_id(run_id)}-{secrets.token_hex(4)}"
+    root.mkdir(mode=0o711)
+    work, tmp, ctl = root / "work", root / "tmp", root / "ctl"
+    for path, mode in ((work, 0o700), (tmp, 0o700), (ctl, 0o755)):
+        path.mkdir(mode=mode)
+    os.chmod(root, 0o711)
+    uid, gid = settings.RUN_UID, settings.RUN_GID
+    if uid is not None and os.geteuid() == 0:
+        for path in (work, tmp):
+            os.chown(path, uid, gid if gid is not None else uid)
+    return Workspace(root=root, work=work, tmp=tmp, ctl=ctl)
+
+
+def give_to_run_user(path: Path) -> None:
+    """Hand a file put into the workspace to the run uid (when the server is root)."""
+    uid, gid = settings.RUN_UID, settings.RUN_GID
+    if uid is not None and os.geteuid() == 0:
+        os.chown(path, uid, gid if gid is not None else uid)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` even when the script left read-only directories in it."""
+
+    def fix(func, target, _exc_info):
+        try:
+            parent = os.path.dirname(target)
+            os.chmod(parent, 0o700)
+            if os.path.isdir(target) and not os.path.islink(target):
+                os.chmod(target, 0o700)
+            func(target)
+        except FileNotFoundError:
+            pass
+
+    if os.path.lexists(path):
+        shutil.rmtree(path, onerror=fix)
