@@ -1,3 +1,13 @@
-"""API routes of the storage app (mounted under /api/v1/)."""
+"""API routes of the storage app (mounted under /api/v1/). Keys contain slashes."""
 
-urlpatterns = []
+from django.urls import path
+
+from storage import api
+
+urlpatterns = [
+    path("files/", api.FileListView.as_view(), name="file-list"),
+    path("files/upload", api.FileUploadView.as_view(), name="file-upload"),
+    path("files/upload/", api.FileUploadView.as_view()),
+    path("files/<path:key>/info", api.FileInfoView.as_view(), name="file-info"),
+    path("files/<path:key>", api.FileView.as_view(), name="file"),
+]
