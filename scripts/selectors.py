@@ -175,3 +175,59 @@ def script_run_count(*, script) -> int:
     if isinstance(script, Script):
         return Execution.objects.filter(script=script).count()
     return Execution.objects.filter(script__in=script).count()
+
+
+def library_tree(*, user) -> dict:
+    """The visible hierarchy: ``{"folders": [folder...], "scripts": [script...]}`` where
+    each folder is ``{id, name, path, children, scripts}`` and each script
+    ``{id, name, display_name, logical_path, enabled, kind, version}`` (root-level
+    scripts at the top). Three queries whatever the size; assembled in Python."""
+    if not _is_active(user):
+        return {"folders": [], "scripts": []}
+    forbidden = [] if user.is_staff else _forbidden_folders(user)
+    rows = list(Folder.objects.order_by("path").values("id", "name", "path", "parent_id"))
+    prefixes = tuple(path + "/" for _, path in forbidden)
+    hidden = {pk for pk, _ in forbidden}
+    if prefixes:
+        hidden |= {r["id"] for r in rows if r["path"].startswith(prefixes)}
+    nodes = {
+        r["id"]: {
+            "id": r["id"],
+            "name": r["name"],
+            "path": r["path"],
+            "parent": r["parent_id"],
+            "children": [],
+            "scripts": [],
+        }
+        for r in rows
+        if r["id"] not in hidden
+    }
+    top: dict = {"folders": [], "scripts": []}
+    for node in nodes.values():  # ordered by path: parents come before children
+        parent = nodes.get(node["parent"])
+        (parent["children"] if parent else top["folders"]).append(node)
+    scripts = Script.objects.order_by("logical_path").values(
+        "id",
+        "name",
+        "display_name",
+        "logical_path",
+        "enabled",
+        "folder_id",
+        "current_version__number",
+        "current_version__kind",
+    )
+    for s in scripts:
+        folder_id = s["folder_id"]
+        if folder_id is not None and folder_id not in nodes:
+            continue  # hidden
+        item = {
+            "id": s["id"],
+            "name": s["name"],
+            "display_name": s["display_name"],
+            "logical_path": s["logical_path"],
+            "enabled": s["enabled"],
+            "kind": s["current_version__kind"],
+            "version": s["current_version__number"],
+        }
+        (nodes[folder_id]["scripts"] if folder_id is not None else top["scripts"]).append(item)
+    return top

@@ -68,8 +68,8 @@ def _decode(content: bytes, name: str) -> str:
     if len(content) > limit:
         raise ApplicationError(
             "SCRIPT_TOO_LARGE",
-            f"{name} is {len(content)} bytes; the limit is {limit}.",
-            {"file": [f"At most {limit} bytes."], "size": len(content), "limit": limit},
+            f"{name} is larger than the limit of {limit} bytes.",
+            {"file": [f"At most {limit} bytes."], "limit": limit},
             status=413,
         )
     if not content.strip():
@@ -100,6 +100,7 @@ def _new_version(*, script: Script, user, source: str, sha256: str, size: int, i
     )
     script.current_version = version
     script.save(update_fields=["current_version", "updated_at"])
+    version.is_new = True  # tells callers something was added
     return version
 
 
@@ -120,7 +121,8 @@ def script_upload(
     ``replace=True`` (else 409 SCRIPT_EXISTS_REPLACE_REQUIRED) and edit rights (403);
     it adds version N+1 and makes it current, unless the bytes equal the current
     version's: then nothing is added and the current version is returned. Nothing is
-    written when any check fails."""
+    written when any check fails. The returned version's ``is_new`` says whether it was
+    added by this call."""
     _require_active(user)
     _require_visible_folder(user, folder)
     name = validate_file_name(file_name)
@@ -160,6 +162,7 @@ def script_upload(
                     Script.objects.filter(pk=script.pk).update(**changed)
                 current = script.current_version
                 if current is not None and current.sha256 == sha256:
+                    current.is_new = False
                     return current
             return _new_version(
                 script=script,

@@ -1,0 +1,123 @@
+"""Serializers of the scripts API (shapes only; rules live in services)."""
+
+from rest_framework import serializers
+
+from scripts import selectors
+from scripts.models import Folder, Script, ScriptVersion
+
+
+class FolderSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
+    allowed_groups = serializers.SerializerMethodField()
+    can_edit = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Folder
+        fields = [
+            "id",
+            "name",
+            "parent",
+            "path",
+            "owner",
+            "allowed_groups",
+            "can_edit",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "path", "owner", "created_at", "updated_at"]
+
+    def get_allowed_groups(self, folder) -> list[str]:
+        return sorted(g.name for g in folder.allowed_groups.all())
+
+    def get_can_edit(self, folder) -> bool:
+        return selectors.user_can_edit_folder(user=self.context["request"].user, folder=folder)
+
+
+class FolderWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False)
+    parent = serializers.IntegerField(allow_null=True, required=False)
+
+
+class VersionSerializer(serializers.ModelSerializer):
+    uploaded_by = serializers.CharField(source="uploaded_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = ScriptVersion
+        fields = ["number", "sha256", "size", "kind", "call_style", "uploaded_by", "created_at"]
+        read_only_fields = fields
+
+
+class ScriptSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
+    current_version = VersionSerializer(read_only=True)
+    can_edit = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Script
+        fields = [
+            "id",
+            "name",
+            "display_name",
+            "description",
+            "folder",
+            "logical_path",
+            "owner",
+            "enabled",
+            "output_kind",
+            "timeout_seconds",
+            "memory_mb",
+            "network_allowed",
+            "extra_requirements",
+            "current_version",
+            "can_edit",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "logical_path",
+            "owner",
+            "current_version",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_can_edit(self, script) -> bool:
+        return selectors.user_can_edit_script(user=self.context["request"].user, script=script)
+
+
+class ScriptUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255, required=False)
+    folder = serializers.IntegerField(allow_null=True, required=False)
+    display_name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+    enabled = serializers.BooleanField(required=False)
+    output_kind = serializers.ChoiceField(Script.OutputKind.choices, required=False)
+    timeout_seconds = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    memory_mb = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    network_allowed = serializers.BooleanField(allow_null=True, required=False)
+    extra_requirements = serializers.ListField(
+        child=serializers.CharField(max_length=300), required=False, max_length=100
+    )
+
+
+class UploadSerializer(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=True)
+    display_name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+    folder = serializers.IntegerField(allow_null=True, required=False)
+    replace = serializers.BooleanField(required=False, default=False)
+
+
+class ContentSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    source = serializers.CharField()
+
+
+class SchemaSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    kind = serializers.CharField()
+    call_style = serializers.CharField()
+    input_schema = serializers.DictField()
+    requirements = serializers.ListField(child=serializers.CharField())
