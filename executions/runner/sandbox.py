@@ -144,7 +144,7 @@ def bwrap_command(
     for path in ro_paths:
         if not str(path).startswith("/usr/"):
             args += ["--ro-bind", str(path), str(path)]
-    args += ["--bind", str(work), str(work), "--chdir", str(work), "--"]
+    args += ["--bind", str(work), str(work), "--remount-ro", "/", "--chdir", str(work), "--"]
     return args + inner
 
 

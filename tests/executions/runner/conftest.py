@@ -1,0 +1,117 @@
+"""Fixtures for the runner's tests: real processes in the real sandbox backends.
+
+``backend`` runs a test once per available backend. bwrap tests skip when bubblewrap
+is missing, unless SCRIPTORIUM_REQUIRE_SERVICES=1 (CI), which makes them fail.
+"""
+
+import dataclasses
+import shutil
+import tempfile
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from executions.runner import RunSpec, limits_for, run_script, sandbox
+from tests.conftest import REQUIRE_SERVICES
+
+
+@pytest.fixture(scope="session")
+def runner_data_dir():
+    """One data folder for the runner per test process (environments are reused
+    across tests, workspaces never are), removed at the end."""
+    path = Path(tempfile.mkdtemp(prefix="scriptorium-runner-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _runner_dirs(settings, runner_data_dir):
+    settings.DATA_DIR = runner_data_dir
+    settings.ENVS_DIR = runner_data_dir / "envs"
+    settings.WORKSPACES_DIR = runner_data_dir / "workspaces"
+
+
+def require_bwrap():
+    problem = sandbox.bwrap_problem()
+    if problem:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"bwrap unusable ({problem}), but SCRIPTORIUM_REQUIRE_SERVICES=1")
+        pytest.skip(f"needs bubblewrap: {problem}")
+
+
+@pytest.fixture(params=["rlimit", "bwrap"])
+def backend(request, settings):
+    """The sandbox backend under test (set as SANDBOX_BACKEND)."""
+    if request.param == "bwrap":
+        require_bwrap()
+    settings.SANDBOX_BACKEND = request.param
+    return request.param
+
+
+@pytest.fixture
+def bwrap(settings):
+    require_bwrap()
+    settings.SANDBOX_BACKEND = "bwrap"
+    return "bwrap"
+
+
+class Run:
+    """The outcome of one run plus everything the callbacks saw."""
+
+    def __init__(self, outcome, log, progress, files):
+        self.outcome, self.log, self.progress, self.files = outcome, log, progress, files
+
+    def __getattr__(self, name):
+        return getattr(self.outcome, name)
+
+
+@pytest.fixture
+def run():
+    """``run(source, **options) -> Run``: runs a script to the end. Options: call_style
+    (default kwargs), inputs, argv, requirements, input_files, filename, run_id,
+    should_cancel, and any Limits field (timeout_seconds=..., memory_mb=...)."""
+
+    def go(
+        source,
+        *,
+        call_style="kwargs",
+        inputs=None,
+        argv=(),
+        requirements=(),
+        input_files=(),
+        filename="script.py",
+        run_id=None,
+        should_cancel=None,
+        keep=None,
+        **limit_overrides,
+    ):
+        limits = dataclasses.replace(limits_for(), **limit_overrides)
+        spec = RunSpec(
+            run_id=run_id or f"t{uuid.uuid4().hex[:10]}",
+            source=textwrap.dedent(source),
+            filename=filename,
+            call_style=call_style,
+            inputs=inputs or {},
+            argv=list(argv),
+            requirements=list(requirements),
+            input_files=list(input_files),
+            limits=limits,
+        )
+        log, progress = [], []
+        with run_script(
+            spec,
+            on_log=log.append,
+            on_progress=lambda p, m: progress.append((p, m)),
+            should_cancel=should_cancel,
+        ) as outcome:
+            files = {
+                f.relative_path: (f.category, f.path.read_bytes() if f.size < 1 << 20 else None)
+                for f in outcome.files
+            }
+            if keep is not None:
+                keep(outcome)
+        return Run(outcome, "".join(log), progress, files)
+
+    return go

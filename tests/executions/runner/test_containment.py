@@ -1,0 +1,325 @@
+"""Hostile scripts, contained and reported, on every backend. Each is bounded (a
+ceiling on what it tries) so a containment bug fails the test, not the machine."""
+
+import os
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+from django.conf import settings
+
+pytestmark = pytest.mark.slow
+
+
+def _marked_processes(run_id: str) -> list[int]:
+    marker = f"SCRIPTORIUM_RUN_ID={run_id}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/environ", "rb") as fh:
+                    if marker in fh.read().split(b"\0"):
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+def test_infinite_loop_times_out_and_the_whole_group_dies(run, backend):
+    run_id = f"loop{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    r = run(
+        """
+        import subprocess, sys
+        subprocess.Popen([sys.executable, "-c", "import time\\nwhile True: time.sleep(1)"])
+        def main():
+            while True:
+                pass
+        """,
+        run_id=run_id,
+        timeout_seconds=1.5,
+    )
+    assert (r.status, r.error_code) == ("timed_out", "TIMEOUT")
+    assert "1.5 s" in r.error_message
+    assert time.monotonic() - started < 8
+    assert _marked_processes(run_id) == []
+
+
+def test_cancel_kills_the_run(run, backend):
+    started = time.monotonic()
+    asked = time.monotonic() + 0.5
+    r = run(
+        "import time\ndef main():\n    time.sleep(30)\n",
+        should_cancel=lambda: time.monotonic() > asked,
+    )
+    assert (r.status, r.error_code) == ("cancelled", "CANCELLED")
+    assert time.monotonic() - started < 5
+
+
+def test_memory_hog_hits_the_memory_limit(run, backend):
+    r = run(
+        """
+        def main():
+            hoard = []
+            for _ in range(40):  # ceiling: 2 GB
+                hoard.append(bytearray(50 * 1024 * 1024))
+            return {"allocated_mb": 50 * len(hoard)}
+        """,
+        memory_mb=200,
+    )
+    assert (r.status, r.error_code) == ("failed", "MEMORY_LIMIT"), r.log
+    assert "MemoryError" in r.log
+    assert r.peak_memory_kb < 250 * 1024
+
+
+def test_cpu_burner_hits_the_cpu_limit(run, backend):
+    r = run("def main():\n    while True:\n        pass\n", cpu_seconds=1, timeout_seconds=10)
+    assert (r.status, r.error_code) == ("failed", "CPU_LIMIT"), (r.error_message, r.log)
+    assert r.duration_seconds < 6
+
+
+def test_fork_bomb_is_bounded_by_the_process_limit(run, backend):
+    run_id = f"fork{uuid.uuid4().hex[:8]}"
+    r = run(
+        """
+        import os, time
+        def main():
+            made, error = 0, ""
+            for _ in range(300):  # ceiling: 300 processes
+                try:
+                    pid = os.fork()
+                except OSError as exc:
+                    error = type(exc).__name__
+                    break
+                if pid == 0:
+                    time.sleep(60)
+                    os._exit(0)
+                made += 1
+            return {"made": made, "error": error}
+        """,
+        run_id=run_id,
+        max_processes=40,
+        timeout_seconds=20,
+    )
+    assert r.status == "succeeded", r.log
+    assert r.result["made"] < 40 and r.result["error"] == "BlockingIOError"
+    assert _marked_processes(run_id) == []  # the sleeping children died with the run
+
+
+def test_daemonised_child_does_not_outlive_the_run(run, backend):
+    run_id = f"daemon{uuid.uuid4().hex[:8]}"
+    r = run(
+        """
+        import os, time
+        def main():
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    for fd in (0, 1, 2):
+                        os.close(fd)
+                    time.sleep(60)
+                os._exit(0)
+            time.sleep(0.2)
+            return {}
+        """,
+        run_id=run_id,
+    )
+    assert r.status == "succeeded"
+    time.sleep(0.1)
+    assert _marked_processes(run_id) == []
+
+
+def test_huge_output_is_truncated_and_server_memory_stays_flat(run, backend):
+    def rss_kb():
+        with open("/proc/self/status") as fh:
+            return next(int(x.split()[1]) for x in fh if x.startswith("VmRSS"))
+
+    before = rss_kb()
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_kb())
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        r = run(
+            """
+            import sys
+            block = ("x" * 1023 + "\\n") * 1024
+            def main():
+                for _ in range(1024):  # 1 GB
+                    sys.stdout.write(block)
+                print("the end")
+                return {"done": True}
+            """,
+            log_bytes=1024 * 1024,
+            timeout_seconds=60,
+        )
+    finally:
+        done.set()
+        sampler.join()
+    assert r.status == "succeeded" and r.result == {"done": True}
+    assert r.log_truncated
+    assert r.log.endswith("further output is dropped (the run goes on).\n")
+    assert len(r.log.encode()) < 1024 * 1024 + 200 and "the end" not in r.log
+    assert r.log_bytes == 1024 * 1024
+    assert peak[0] - before < 40 * 1024, f"server RSS grew by {peak[0] - before} kB"
+
+
+def test_file_bigger_than_the_limit_and_too_many_files(run, backend):
+    r = run(
+        """
+        def main():
+            with open("big.bin", "wb") as fh:
+                fh.write(b"x" * 2_000_000)
+        """,
+        max_file_bytes=1_000_000,
+    )
+    assert (r.status, r.error_code) == ("failed", "FILE_LIMIT"), r.log
+    # The kernel stopped the write at the limit; the partial file is within it.
+    assert len(r.files["big.bin"][1]) == 1_000_000
+    r = run(
+        """
+        def main():
+            for i in range(5):
+                with open(f"f{i}.csv", "w") as fh:
+                    fh.write("a,b\\n" * 100)
+        """,
+        max_files=3,
+    )
+    assert r.status == "succeeded"
+    assert sorted(r.files) == ["f0.csv", "f1.csv", "f2.csv"]
+    assert r.skipped_files == [
+        "f3.csv: over the limit of 3 files",
+        "f4.csv: over the limit of 3 files",
+    ]
+    assert "File not collected: f3.csv" in r.log
+
+
+def test_writing_outside_the_workspace_fails(run, backend, tmp_path):
+    targets = [
+        str(settings.DATA_DIR / f"escape-{uuid.uuid4().hex}"),
+        str(settings.WORKSPACES_DIR / f"escape-{uuid.uuid4().hex}"),
+        f"{settings.BASE_DIR}/escape-{uuid.uuid4().hex}",
+        "/etc/scriptorium-escape",
+        "/usr/scriptorium-escape",
+    ]
+    r = run(
+        """
+        def main(targets: list):
+            denied = []
+            for path in targets:
+                try:
+                    with open(path, "w") as fh:
+                        fh.write("escaped")
+                except OSError:
+                    denied.append(path)
+            return {"denied": denied}
+        """,
+        inputs={"targets": targets},
+    )
+    assert r.status == "succeeded", r.log
+    # Under bwrap, paths under /tmp land in the run's private /tmp (gone with it).
+    private = [t for t in targets if backend == "bwrap" and t.startswith("/tmp/")]
+    assert sorted(r.result["denied"]) == sorted(set(targets) - set(private))
+    assert not any(os.path.exists(t) for t in targets)
+
+
+def test_bwrap_tmp_is_private(run, bwrap):
+    name = f"/tmp/scriptorium-private-{uuid.uuid4().hex}"
+    r = run(f"def main():\n    open({name!r}, 'w').write('x')\n    return {{}}\n")
+    assert r.status == "succeeded"
+    assert not os.path.exists(name)
+
+
+def test_server_secrets_are_not_visible(run, backend, monkeypatch):
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SECRET_KEY", secret)
+    monkeypatch.setenv("DATABASE_URL", f"postgres://u:{secret}@db/x")
+    r = run(
+        """
+        import os
+        def main(secret: str):
+            seen = [k for k, v in os.environ.items() if secret in v]
+            leaks = []
+            for pid in [os.getppid()] + [p for p in os.listdir("/proc") if p.isdigit()]:
+                try:
+                    with open(f"/proc/{pid}/environ", "rb") as fh:
+                        if secret.encode() in fh.read():
+                            leaks.append(pid)
+                except OSError:
+                    pass
+            return {"env": sorted(os.environ), "seen": seen, "leaks": leaks}
+        """,
+        inputs={"secret": secret},
+    )
+    assert r.status == "succeeded", r.log
+    assert r.result["seen"] == [] and r.result["leaks"] == []
+    assert "SECRET_KEY" not in r.result["env"] and "DATABASE_URL" not in r.result["env"]
+
+
+@pytest.fixture
+def listener():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_network_is_off_under_bwrap_unless_allowed(run, bwrap, listener):
+    source = """
+        import socket
+        def main(port: int):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                return {"connected": True}
+            except OSError as exc:
+                return {"connected": False, "error": type(exc).__name__}
+        """
+    r = run(source, inputs={"port": listener})
+    assert r.result["connected"] is False, r.result
+    r = run(source, inputs={"port": listener}, network=True)
+    assert r.result == {"connected": True}
+
+
+def test_killing_its_parent_does_not_hurt_the_server(run, backend):
+    r = run(
+        """
+        import os, signal
+        def main():
+            try:
+                os.kill(os.getppid(), signal.SIGKILL)
+                return {"killed": os.getppid()}
+            except OSError as exc:
+                return {"error": type(exc).__name__}
+        """
+    )
+    assert os.getpid()  # still here
+    assert r.status in ("succeeded", "failed")
+    if backend == "rlimit":
+        assert r.result == {"error": "PermissionError"}
+
+
+def test_symlink_to_etc_passwd_is_not_collected(run, backend):
+    r = run(
+        """
+        import os
+        def main():
+            os.symlink("/etc/passwd", "passwd.txt")
+            os.symlink("/etc", "etc")
+            os.makedirs("sub")
+            with open("sub/real.txt", "w") as fh:
+                fh.write("mine")
+        """
+    )
+    assert r.status == "succeeded"
+    assert r.files == {"sub/real.txt": ("document", b"mine")}
+    assert "passwd.txt: symbolic link (not collected)" in r.skipped_files
+    assert "etc: symbolic link (not followed)" in r.skipped_files
