@@ -4,15 +4,23 @@
 runs on both (see .ci/run). Anything a test writes goes under a throw-away DATA_DIR.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # One throw-away data folder per test process, set before the base settings read it,
 # so that every path derived from DATA_DIR (files, environments, static) lands there.
+# Subprocesses the tests start inherit it; it is removed when the process exits.
 os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="scriptorium-test-")
+atexit.register(shutil.rmtree, os.environ["DATA_DIR"], ignore_errors=True)
 
 from .base import *  # noqa: E402,F401,F403
 from .base import CACHES, DATA_DIR, MEDIA_ROOT, Q_CLUSTER, REDIS_URL, REST_FRAMEWORK  # noqa: E402
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not memory: runs started in a thread (sync API) need a second connection.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}  # noqa: F405
 
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
