@@ -64,22 +64,25 @@ def s3_storage_settings(endpoint: str, bucket: str, location: str = "scriptorium
     }
 
 
-def make_bucket(endpoint: str) -> str:
+@pytest.fixture(scope="session")
+def boto_session(moto_endpoint):
+    """One real boto3 session for the whole run: a new one per test re-reads botocore's
+    service models (0.2-0.3 s each); requests still go to the moto server."""
     import boto3
 
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+
+
+def make_bucket(session, endpoint: str) -> str:
     bucket = f"test-{uuid.uuid4().hex[:16]}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
+    session.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
     return bucket
 
 
 @pytest.fixture(params=["local", "s3"])
-def store(request, settings, tmp_path):
+def store(request, settings, tmp_path, monkeypatch):
     """Point the project's one storage at a fresh folder or a fresh moto bucket."""
     if request.param == "local":
         default = {
@@ -87,8 +90,12 @@ def store(request, settings, tmp_path):
             "OPTIONS": {"location": str(tmp_path / "files")},
         }
     else:
+        from storages.backends.s3 import S3Storage
+
         endpoint = request.getfixturevalue("moto_endpoint")
-        default = s3_storage_settings(endpoint, make_bucket(endpoint))
+        session = request.getfixturevalue("boto_session")
+        monkeypatch.setattr(S3Storage, "_create_session", lambda self: session)
+        default = s3_storage_settings(endpoint, make_bucket(session, endpoint))
     settings.STORAGES = {**settings.STORAGES, "default": default}
     settings.STORAGE_BACKEND = request.param
     return request.param
