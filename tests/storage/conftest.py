@@ -107,3 +107,16 @@ def objects(store):
     from storage import backend
 
     return lambda: {key for key, _ in backend.iter_objects()}
+
+
+@pytest.fixture
+def store_fixture_local(settings, tmp_path):
+    """Local disk only (for tests where the backend does not matter: admin)."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "files")},
+        },
+    }
+    return "local"
