@@ -167,6 +167,7 @@ def main(control_path):
     os.set_inheritable(control["progress_fd"], False)
     _apply_limits(control["rlimits"])
     sys.path[:0] = [control["workdir"], control["support_dir"]]
+    sys.prefix = sys.exec_prefix = control["prefix"]  # what site.venv() would set
     if control["site_dirs"]:
         import site
 

@@ -139,6 +139,7 @@ def _run_harness(spec, workspace, backend, python, env_dir, support, script, **c
             "workdir": str(workspace.work),
             "support_dir": str(support),
             "site_dirs": [str(p) for p in site_packages(env_dir)],
+            "prefix": str(env_dir),
             "script": str(script),
             "call_style": spec.call_style,
             "inputs": dict(spec.inputs or {}),

@@ -87,6 +87,8 @@ def create_workspace(run_id: str) -> Workspace:
     ``tmp`` and only read ``ctl``."""
     top = Path(settings.WORKSPACES_DIR)
     ensure_traversable(top)
+    if stat.S_IMODE(top.stat().st_mode) & 0o044:
+        os.chmod(top, 0o711)  # runs share a uid under rlimit: they must not list others
     root = top / f"{safe_id(run_id)}-{secrets.token_hex(4)}"
     root.mkdir(mode=0o711)
     work, tmp, ctl = root / "work", root / "tmp", root / "ctl"

@@ -1,0 +1,173 @@
+"""Workspace: input files under sanitised names, new files collected with categories,
+the workspace removed afterwards; the limits record; health and admin panel."""
+
+import io
+import os
+import stat
+
+import pytest
+
+from executions.runner import InputFile, limits_for, sandbox
+from executions.runner.files import categorise
+from executions.runner.workspace import sanitise_name
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("report.csv", "report.csv"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\x\\data file.xlsx", "data file.xlsx"),
+        (".bashrc", "bashrc"),
+        ("-rf", "rf"),
+        ("", "file"),
+        ("..", "file"),
+        ("na\x00me;$(rm).txt", "na_me_rm_.txt"),
+    ],
+)
+def test_sanitise_name(name, expected):
+    assert sanitise_name(name) == expected
+
+
+def test_sanitise_name_makes_names_unique():
+    taken = {"script.py"}
+    names = [sanitise_name(n, taken=taken) for n in ["a.csv", "A.csv", "a.csv", "script.py"]]
+    assert names == ["a.csv", "A-1.csv", "a-2.csv", "script-1.py"]
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "category"),
+    [
+        ("x.csv", b"a,b", "data"),
+        ("x.JSON", b"{}", "data"),
+        ("x.pdf", b"%PDF-1.4", "document"),
+        ("x.png", b"", "image"),
+        ("x.tar.gz", b"\x1f\x8b", "archive"),
+        ("x.py", b"print()", "code"),
+        ("x.log", b"hi", "log"),
+        ("blob.bin", b"\x89PNG\r\n\x1a\nxxxx", "image"),
+        ("noext", b"%PDF-1.7", "document"),
+        ("noext2", b"plain words", "document"),
+        ("noext3", b' [{"a": 1}]', "data"),
+        ("noext4", b"\x00\x01\x02", "other"),
+    ],
+)
+def test_categorise(tmp_path, name, head, category):
+    path = tmp_path / name
+    path.write_bytes(head)
+    assert categorise(path) == category
+
+
+@pytest.mark.slow
+def test_inputs_in_and_new_files_out_with_categories(run, backend):
+    inputs = [
+        InputFile(name="../secret/in.csv", open=lambda: io.BytesIO(b"a,b\n1,2\n")),
+        InputFile(name="in.csv", open=lambda: io.BytesIO(b"second")),
+        InputFile(name="script.py", open=lambda: io.BytesIO(b"not the script")),
+    ]
+    seen = {}
+    r = run(
+        """
+        import os, zipfile
+        def main():
+            listing = sorted(os.listdir("."))
+            rows = open("in.csv").read()
+            os.makedirs("out/deep/er")
+            open("out/deep/er/result.json", "w").write("{}")
+            open("chart.bin", "wb").write(b"\\x89PNG\\r\\n\\x1a\\n....")
+            with zipfile.ZipFile("bundle.zip", "w") as zf:
+                zf.writestr("a.txt", "a")
+            open("in-1.csv", "a").write("3,4\\n")  # a changed input is collected
+            return {"listing": listing, "rows": rows}
+        """,
+        input_files=inputs,
+        keep=lambda outcome: seen.update(root=outcome.files[0].path.parents[0]),
+    )
+    assert r.status == "succeeded", r.log
+    assert r.result["listing"] == ["in-1.csv", "in.csv", "script-1.py", "script.py"]
+    assert r.result["rows"] == "a,b\n1,2\n"
+    assert {k: v[0] for k, v in r.files.items()} == {
+        "bundle.zip": "archive",
+        "chart.bin": "image",
+        "in-1.csv": "data",
+        "out/deep/er/result.json": "data",
+    }
+    assert r.files["in-1.csv"][1] == b"second3,4\n"
+    assert not seen["root"].exists()  # the workspace is gone after the block
+
+
+@pytest.mark.slow
+def test_script_cannot_read_the_workspace_of_another_run(run, backend, settings):
+    r = run(
+        """
+        import os
+        def main(top: str):
+            mine = os.path.basename(os.path.dirname(os.getcwd()))
+            try:
+                return {"others": [e for e in os.listdir(top) if e != mine]}
+            except OSError as exc:
+                return {"error": type(exc).__name__}
+        """,
+        inputs={"top": str(settings.WORKSPACES_DIR)},
+    )
+    # rlimit: the folder of runs cannot be listed; bwrap: only this run's is there.
+    if backend == "rlimit" and sandbox.run_user() is None:
+        pytest.skip("scripts run as the server's own uid: no isolation between runs")
+    expected = {"error": "PermissionError"} if backend == "rlimit" else {"others": []}
+    assert r.result == expected, r.result
+
+
+def test_limits_for_uses_settings_and_clamps(settings):
+    settings.RUN_TIMEOUT_SECONDS = 60
+    settings.RUN_TIMEOUT_MAX_SECONDS = 600
+    settings.RUN_MEMORY_MB = 512
+    settings.RUN_MEMORY_MAX_MB = 1024
+    settings.RUN_NETWORK_DEFAULT = False
+    base = limits_for()
+    assert (base.timeout_seconds, base.memory_mb, base.network, base.cpu_seconds) == (
+        60.0,
+        512,
+        False,
+        60,
+    )
+    custom = limits_for(timeout_seconds=10_000, memory_mb=8192, network=True)
+    assert (custom.timeout_seconds, custom.memory_mb, custom.network) == (600.0, 1024, True)
+    tiny = limits_for(timeout_seconds=0, memory_mb=1)
+    assert tiny.timeout_seconds == 0.1 and tiny.memory_mb == 64 and tiny.cpu_seconds == 1
+
+
+@pytest.mark.django_db
+def test_health_check_and_admin_panel_show_the_sandbox(client, staff_user, settings):
+    from executions import health  # the lead imports it in ExecutionsConfig.ready()
+
+    info = health.check_sandbox()
+    assert info["ok"] is True and info["backend"] in ("bwrap", "rlimit")
+    assert info["rlimits"]["RLIMIT_NPROC"] == settings.RUN_MAX_PROCESSES
+    if os.geteuid() == 0:
+        assert info["uid"] == 65534 and info["unprivileged"] is True
+    body = client.get("/health/").json()
+    assert body["checks"]["sandbox"]["backend"] == info["backend"]
+
+    settings.SANDBOX_BACKEND = "nonsense"
+    assert health.check_sandbox()["ok"] is False
+
+    class Request:
+        user = staff_user
+
+    panel = health.sandbox_panel(Request())
+    assert panel["title"] == "Sandbox"
+    assert dict(panel["rows"])["RLIMIT_AS"] == str(settings.RUN_MEMORY_MB * 1024 * 1024)
+
+
+def test_workspace_dirs_are_reachable_by_the_run_uid(settings):
+    from executions.runner.workspace import create_workspace
+
+    ws = create_workspace("x/../y")
+    try:
+        assert ws.root.name.startswith("x_y-")
+        for path in [ws.root, *ws.root.parents]:
+            assert os.stat(path).st_mode & stat.S_IXOTH, path
+        assert not os.stat(ws.root).st_mode & stat.S_IROTH  # others cannot list runs
+    finally:
+        ws.remove()
+    assert not ws.root.exists()
