@@ -1,0 +1,337 @@
+"""Thin API views of the mail queue (staff only), under /api/v1/mail/."""
+
+import base64
+import binascii
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import ApplicationError
+from mailqueue import schedule, selectors, services
+from mailqueue.crypto import MAX_PASSWORD_LENGTH
+from mailqueue.models import EmailDetail, EmailParameter, IntervalUnit, SendFlag
+
+
+class ConfigSerializer(serializers.Serializer):
+    startTime = serializers.TimeField(source="start_time", format="%H:%M")
+    endTime = serializers.TimeField(source="end_time", format="%H:%M")
+    interval = serializers.IntegerField(min_value=1, max_value=10_000)
+    intervalUnit = serializers.ChoiceField(source="interval_unit", choices=IntervalUnit.values)
+    dbRequestTimeout = serializers.IntegerField(
+        source="db_request_timeout", min_value=1, max_value=3600
+    )
+    dbConnectionTimeout = serializers.IntegerField(
+        source="db_connection_timeout", min_value=1, max_value=600
+    )
+    maxRetries = serializers.IntegerField(source="max_retries", min_value=1, max_value=100)
+    batchSize = serializers.IntegerField(source="batch_size", min_value=1, max_value=10_000)
+
+
+class StatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["running", "stopped"])
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
+    stoppedAt = serializers.DateTimeField(source="stopped_at", allow_null=True)
+    lastActivity = serializers.DateTimeField(source="last_activity", allow_null=True)
+    lastRun = serializers.DateTimeField(source="last_run", allow_null=True)
+    nextRun = serializers.DateTimeField(source="next_run", allow_null=True)
+    windowOpen = serializers.BooleanField(source="window_open")
+
+
+class ServiceActionSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["start", "stop"])
+
+
+class TestMailSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    paramCode = serializers.CharField(required=False, allow_blank=True, max_length=50)
+
+
+class QueueSerializer(serializers.ModelSerializer):
+    id = serializers.IntegerField(source="srno", read_only=True)
+    to = serializers.CharField(source="to_emails", max_length=500)
+    cc = serializers.CharField(source="cc_emails", required=False, allow_blank=True)
+    body = serializers.CharField(source="body_text", write_only=True, required=False)
+    sendFlag = serializers.CharField(source="send_flag", read_only=True)
+    paramCode = serializers.CharField(source="param_code", required=False, allow_blank=True)
+    retryCount = serializers.IntegerField(source="retry_count", read_only=True)
+    sentDate = serializers.DateTimeField(source="sent_date", read_only=True)
+    bounceReason = serializers.CharField(source="bounce_reason", read_only=True)
+    lastRetryDate = serializers.DateTimeField(source="last_retry_date", read_only=True)
+    hasDocument = serializers.BooleanField(source="has_document", read_only=True, default=False)
+    document = serializers.CharField(
+        write_only=True, required=False, help_text="the attachment, base64"
+    )
+
+    class Meta:
+        model = EmailDetail
+        fields = [
+            "id",
+            "to",
+            "cc",
+            "subject",
+            "body",
+            "sendFlag",
+            "paramCode",
+            "retryCount",
+            "sentDate",
+            "bounceReason",
+            "lastRetryDate",
+            "filename",
+            "hasDocument",
+            "document",
+        ]
+
+
+class SmtpParamSerializer(serializers.ModelSerializer):
+    paramCode = serializers.CharField(source="param_code", max_length=50)
+    smtpServer = serializers.CharField(source="smtp_server", max_length=255)
+    smtpPort = serializers.IntegerField(source="smtp_port", min_value=1, max_value=65535)
+    smtpAccountName = serializers.CharField(
+        source="smtp_account_name", max_length=255, required=False, allow_blank=True
+    )
+    smtpPassword = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=MAX_PASSWORD_LENGTH,
+        trim_whitespace=False,
+        help_text="write-only; omit to keep the stored one, empty to clear it",
+    )
+    hasPassword = serializers.SerializerMethodField()
+    smtpMailId = serializers.EmailField(source="smtp_mail_id", max_length=255)
+    applicationName = serializers.CharField(
+        source="application_name", max_length=255, required=False, allow_blank=True
+    )
+    smtpSslFlag = serializers.ChoiceField(
+        source="smtp_ssl_flag", choices=["Y", "T", "S", "N"], required=False
+    )
+    isActive = serializers.BooleanField(source="active", required=False)
+
+    class Meta:
+        model = EmailParameter
+        fields = [
+            "paramCode",
+            "smtpServer",
+            "smtpPort",
+            "smtpAccountName",
+            "smtpPassword",
+            "hasPassword",
+            "smtpMailId",
+            "applicationName",
+            "smtpSslFlag",
+            "isActive",
+        ]
+
+    def get_hasPassword(self, obj) -> bool:
+        return bool(obj.smtp_password)
+
+
+def _param_fields(data: dict) -> dict:
+    fields = {k: v for k, v in data.items() if k not in ("active", "param_code")}
+    if "active" in data:
+        fields["is_active"] = data["active"]
+    return fields
+
+
+class ConfigView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=ConfigSerializer)
+    def get(self, request):
+        """The schedule window, interval, timeouts, retries and batch size."""
+        return Response(ConfigSerializer(services.service_get()).data)
+
+    @extend_schema(request=ConfigSerializer, responses=ConfigSerializer)
+    def put(self, request):
+        """Change the configuration (PUT takes every field; PATCH some)."""
+        serializer = ConfigSerializer(data=request.data, partial=request.method == "PATCH")
+        serializer.is_valid(raise_exception=True)
+        service = services.service_configure(**serializer.validated_data)
+        return Response(ConfigSerializer(service).data)
+
+    @extend_schema(request=ConfigSerializer, responses=ConfigSerializer)
+    def patch(self, request):
+        return self.put(request)
+
+
+class StatusView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=StatusSerializer)
+    def get(self, request):
+        """running/stopped, startedAt, lastActivity, lastRun, nextRun."""
+        return Response(StatusSerializer(selectors.service_status()).data)
+
+
+class ServiceView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=ServiceActionSerializer, responses=StatusSerializer)
+    def post(self, request):
+        """Start or stop the service (remembered across restarts)."""
+        serializer = ServiceActionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if serializer.validated_data["action"] == "start":
+            service = schedule.service_start()
+        else:
+            service = schedule.service_stop()
+        return Response(StatusSerializer(selectors.service_status(service=service)).data)
+
+
+class ProcessView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses=dict)
+    def post(self, request):
+        """Run one batch now (window and service state ignored); its counts."""
+        from mailqueue.processor import process_batch
+
+        result = process_batch(wait=10)
+        if result.busy:
+            raise ApplicationError(
+                "PROCESSOR_BUSY", "Another processor is running; try again.", status=409
+            )
+        return Response(result.as_dict())
+
+
+class TestMailView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=TestMailSerializer, responses=dict)
+    def post(self, request):
+        """Queue a test e-mail and send it at once; how it went."""
+        serializer = TestMailSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        row, outcome = services.mail_send_test(
+            email=serializer.validated_data["email"],
+            param_code=serializer.validated_data.get("paramCode") or None,
+        )
+        return Response({"id": row.srno, "sendFlag": row.send_flag, **outcome})
+
+
+class TestConnectionView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses=dict)
+    def post(self, request):
+        """Is the mail database reachable, and how fast (ms)?"""
+        return Response(services.legacy_test_connection())
+
+
+class DashboardView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=dict)
+    def get(self, request):
+        """Database, schedule, service, totals, queue counts, parameter-set health."""
+        return Response(selectors.dashboard())
+
+
+class QueueViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The queue: filter with ?flag=N|Y|F, paramCode, to, since, until, search."""
+
+    permission_classes = [IsAdminUser]
+    serializer_class = QueueSerializer
+
+    def get_queryset(self):
+        params = self.request.query_params
+        flag = params.get("flag")
+        if flag and flag not in SendFlag.values:
+            raise ApplicationError(
+                "VALIDATION_ERROR", "Unknown flag.", {"flag": [f"One of {SendFlag.values}."]}
+            )
+        since, until = (self._date(params, name) for name in ("since", "until"))
+        return selectors.queue_rows(
+            flag=flag,
+            param_code=params.get("paramCode"),
+            to=params.get("to"),
+            since=since,
+            until=until,
+            search=params.get("search"),
+        )
+
+    @staticmethod
+    def _date(params, name):
+        value = params.get(name)
+        if not value:
+            return None
+        field = serializers.DateTimeField()
+        try:
+            return field.to_internal_value(value)
+        except serializers.ValidationError as exc:
+            raise ApplicationError("VALIDATION_ERROR", "Bad date.", {name: exc.detail})
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        document = None
+        if data.get("document"):
+            try:
+                document = base64.b64decode(data["document"], validate=True)
+            except (binascii.Error, ValueError):
+                raise ApplicationError(
+                    "VALIDATION_ERROR", "Bad document.", {"document": ["Not valid base64."]}
+                )
+        serializer.instance = services.mail_enqueue(
+            to=data["to_emails"],
+            cc=data.get("cc_emails", ""),
+            subject=data.get("subject") or "",
+            body=data.get("body_text") or "",
+            param_code=data.get("param_code") or None,
+            document=document,
+            filename=data.get("filename"),
+        )
+        serializer.instance.has_document = document is not None
+
+    @extend_schema(request=None, responses=QueueSerializer)
+    @action(detail=True, methods=["post"])
+    def requeue(self, request, pk=None):
+        """Send this e-mail again (back to N, retries reset)."""
+        row = self.get_object()
+        services.mail_requeue(srnos=[row.srno])
+        return Response(QueueSerializer(self.get_queryset().get(pk=row.srno)).data)
+
+
+class SmtpParamViewSet(viewsets.ModelViewSet):
+    """SMTP parameter sets (tbl_EMailParameters); the password is write-only."""
+
+    permission_classes = [IsAdminUser]
+    serializer_class = SmtpParamSerializer
+    queryset = EmailParameter.objects.all()
+    lookup_field = "param_code"
+    lookup_url_kwarg = "code"
+    http_method_names = ["get", "post", "put", "patch", "delete"]
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = services.smtp_param_create(
+            param_code=data.pop("param_code"),
+            password=data.pop("smtpPassword", None),
+            **_param_fields(data),
+        )
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        if "param_code" in data and data["param_code"] != serializer.instance.param_code:
+            raise ApplicationError(
+                "VALIDATION_ERROR",
+                "The code cannot change.",
+                {"paramCode": ["Create a new parameter set instead."]},
+            )
+        data.pop("param_code", None)
+        serializer.instance = services.smtp_param_update(
+            param=serializer.instance,
+            password=data.pop("smtpPassword", None),
+            **_param_fields(data),
+        )
+
+    def perform_destroy(self, instance):
+        services.smtp_param_delete(param=instance)
