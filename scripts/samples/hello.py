@@ -1,0 +1,3 @@
+"""Hello world: a command script that prints text."""
+
+print("Hello, world!")
