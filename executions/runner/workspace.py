@@ -7,6 +7,8 @@ import re
 import secrets
 import shutil
 import stat
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +71,16 @@ class Workspace:
         self.baseline = _listing(self.work)
 
     def remove(self) -> None:
-        remove_tree(self.root)
+        """Take the run directory away now (a rename) and delete it in a background
+        thread: deleting directories that were bind-mounted into a sandbox that is
+        still being torn down costs milliseconds each, off the run's critical path."""
+        trash = self.root.with_name(f".trash-{self.root.name}")
+        try:
+            os.rename(self.root, trash)
+        except OSError:
+            remove_tree(self.root)
+            return
+        threading.Thread(target=remove_tree, args=(trash,), daemon=True).start()
 
 
 def _listing(top: Path) -> dict[str, tuple[int, int]]:
@@ -86,8 +97,8 @@ def create_workspace(run_id: str) -> Workspace:
     """A fresh run directory, owned so that the run uid can write ``work`` and
     ``tmp`` and only read ``ctl``."""
     top = Path(settings.WORKSPACES_DIR)
-    ensure_traversable(top)
-    if stat.S_IMODE(top.stat().st_mode) & 0o044:
+    if not top.is_dir() or stat.S_IMODE(top.stat().st_mode) & 0o044:
+        ensure_traversable(top)
         os.chmod(top, 0o711)  # runs share a uid under rlimit: they must not list others
     root = top / f"{safe_id(run_id)}-{secrets.token_hex(4)}"
     root.mkdir(mode=0o711)
@@ -124,3 +135,21 @@ def remove_tree(path: Path) -> None:
 
     if os.path.lexists(path):
         shutil.rmtree(path, onerror=fix)
+
+
+def prune_workspaces(*, older_than_hours: float = 24) -> list[str]:
+    """Remove run directories left behind (a crashed worker, an interrupted removal)
+    untouched for ``older_than_hours``. Returns the names removed."""
+    top = Path(settings.WORKSPACES_DIR)
+    if not top.is_dir():
+        return []
+    cutoff = time.time() - older_than_hours * 3600
+    removed = []
+    for entry in top.iterdir():
+        try:
+            if entry.is_dir() and entry.stat().st_mtime < cutoff:
+                remove_tree(entry)
+                removed.append(entry.name)
+        except OSError:
+            continue
+    return removed

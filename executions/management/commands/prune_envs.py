@@ -1,9 +1,11 @@
 """``manage.py prune_envs [--days N] [--dry-run]``: remove per-script environments
-not used for N days (default 30) and half-finished builds."""
+not used for N days (default 30) and half-finished builds, plus run workspaces left
+behind by a crashed worker (untouched for a day)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
 from executions.runner.environments import prune_environments
+from executions.runner.workspace import prune_workspaces
 
 
 class Command(BaseCommand):
@@ -21,3 +23,6 @@ class Command(BaseCommand):
         for name in removed:
             self.stdout.write(f"{verb} {name}")
         self.stdout.write(f"{verb} {len(removed)} environment(s).")
+        if not dry_run:
+            stale = prune_workspaces(older_than_hours=24)
+            self.stdout.write(f"Removed {len(stale)} stale workspace(s).")

@@ -4,6 +4,7 @@ the workspace removed afterwards; the limits record; health and admin panel."""
 import io
 import os
 import stat
+import time
 
 import pytest
 
@@ -171,3 +172,8 @@ def test_workspace_dirs_are_reachable_by_the_run_uid(settings):
     finally:
         ws.remove()
     assert not ws.root.exists()
+    trash = ws.root.with_name(f".trash-{ws.root.name}")
+    deadline = time.monotonic() + 5
+    while trash.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not trash.exists()
