@@ -2,5 +2,8 @@ from django.apps import AppConfig
 
 
 class ExecutionsConfig(AppConfig):
-    verbose_name = "Runs"
     name = "executions"
+    verbose_name = "Runs"
+
+    def ready(self):
+        from executions import signals  # noqa: F401  (reaper schedule)

@@ -70,6 +70,7 @@ class Execution(models.Model):
     log_truncated = models.BooleanField(default=False)
     progress_percent = models.PositiveSmallIntegerField(null=True, blank=True)
     progress_message = models.CharField(max_length=500, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at", "-id"]
@@ -129,3 +130,35 @@ class ExecutionLogChunk(models.Model):
 
     def __str__(self) -> str:
         return f"log #{self.seq} of run {self.execution_id}"
+
+
+class Artifact(models.Model):
+    """A file a run left in its workspace, kept in storage under executions/<id>/."""
+
+    class Category(models.TextChoices):
+        DATA = "data", "Data"
+        DOCUMENT = "document", "Document"
+        IMAGE = "image", "Image"
+        ARCHIVE = "archive", "Archive"
+        CODE = "code", "Code"
+        LOG = "log", "Log"
+        OTHER = "other", "Other"
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="artifacts")
+    stored_file = models.OneToOneField(
+        "storage.StoredFile", on_delete=models.CASCADE, related_name="artifact"
+    )
+    name = models.CharField(max_length=1024, help_text="Path inside the run's workspace")
+    category = models.CharField(max_length=16, choices=Category.choices, default=Category.OTHER)
+    size = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["execution", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["execution", "name"], name="executions_artifact_unique_name"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (run {self.execution_id})"

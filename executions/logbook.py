@@ -1,0 +1,60 @@
+"""The run's log: merged output written to ExecutionLogChunk rows in batches."""
+
+import time
+
+from executions.models import Execution, ExecutionLogChunk
+
+FLUSH_BYTES = 64 * 1024
+FLUSH_SECONDS = 0.25
+
+
+class LogWriter:
+    """Collects text from the runner and writes it as numbered chunks, at most every
+    FLUSH_SECONDS or FLUSH_BYTES, so that followers see it live without one row per
+    line. ``size`` counts the bytes written (UTF-8)."""
+
+    def __init__(self, *, execution_id: int):
+        self.execution_id = execution_id
+        self.seq = ExecutionLogChunk.objects.filter(execution_id=execution_id).count()
+        self.size = 0
+        self.truncated = False
+        self._parts: list[str] = []
+        self._pending = 0
+        self._last_flush = time.monotonic()
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        text = text.replace("\x00", "\ufffd")
+        self._parts.append(text)
+        size = len(text.encode("utf-8", "replace"))
+        self._pending += size
+        self.size += size
+        if self._pending >= FLUSH_BYTES or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        """Flush what waits if it has waited FLUSH_SECONDS (called by a timer, so a
+        quiet script's last line does not wait for its next one)."""
+        if self._parts and time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._parts:
+            return
+        self.seq += 1
+        ExecutionLogChunk.objects.create(
+            execution_id=self.execution_id, seq=self.seq, text="".join(self._parts)
+        )
+        self._parts, self._pending = [], 0
+        Execution.objects.filter(pk=self.execution_id).update(log_size=self.size)
+
+    def close(self) -> None:
+        self.flush()
+
+
+def log_text(*, execution_id: int, after_seq: int = 0) -> str:
+    """The run's log (from chunk ``after_seq`` on) as one string."""
+    chunks = ExecutionLogChunk.objects.filter(execution_id=execution_id, seq__gt=after_seq)
+    return "".join(chunks.values_list("text", flat=True))

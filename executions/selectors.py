@@ -1,0 +1,30 @@
+"""Queries of the executions app."""
+
+from django.db.models import QuerySet
+
+from config.errors import NotFoundError
+from executions.models import Execution
+
+
+def executions_for_user(*, user, status: str | None = None, script: str | None = None) -> QuerySet:
+    """Runs the user may see (their own; staff: all), newest first, ready to list."""
+    qs = Execution.objects.select_related("requested_by").prefetch_related("artifacts__stored_file")
+    if not user.is_staff:
+        qs = qs.filter(requested_by=user)
+    if status:
+        qs = qs.filter(status=status)
+    if script:
+        qs = qs.filter(script_id=int(script)) if script.isdigit() else qs.filter(script_path=script)
+    return qs
+
+
+def execution_get_for_user(*, user, pk) -> Execution:
+    """One run the user may see, or NotFoundError (404) — also for others' runs."""
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        raise NotFoundError("No such run.")
+    execution = executions_for_user(user=user).filter(pk=pk).first()
+    if execution is None:
+        raise NotFoundError("No such run.")
+    return execution

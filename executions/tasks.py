@@ -1,0 +1,14 @@
+"""django-q2 entry points of the executions app (thin: ids in, services called)."""
+
+from executions import services
+
+
+def run_execution(execution_id: int) -> str | None:
+    """Run one queued execution (a duplicate delivery does nothing)."""
+    execution = services.execution_run(execution_id=execution_id)
+    return execution.status if execution else None
+
+
+def reap_lost_executions() -> int:
+    """Mark runs whose worker stopped heartbeating as lost."""
+    return services.executions_reap_lost()

@@ -1,0 +1,246 @@
+import pytest
+from django.core import mail
+
+from executions import services
+from executions.models import Execution
+from tests.helpers import assert_error
+
+TYPED = """
+def main(name: str, count: int = 2) -> dict:
+    print(f"hello {name}")
+    return {"greeting": " ".join([f"hi {name}"] * count)}
+"""
+
+FILES = """
+import json
+def main(data: dict):
+    open("report.csv", "w").write("a,b\\n1,2\\n")
+    open("summary.json", "w").write(json.dumps(data))
+    return {"ok": True}
+"""
+
+
+@pytest.mark.django_db
+def test_start_run_by_path_queues_and_worker_finishes_it(api, upload, run_now):
+    upload(TYPED, name="greet.py")
+    response = run_now(
+        api.post,
+        "/api/v1/executions/",
+        {"script": "greet.py", "data": {"name": "Ada"}},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    run_id = response.json()["id"]
+    body = api.get(f"/api/v1/executions/{run_id}/").json()
+    assert body["status"] == "succeeded", body
+    assert body["result"] == {"greeting": "hi Ada hi Ada"}
+    assert body["inputs"] == {"name": "Ada"} and body["version_number"] == 1
+    assert body["started_at"] and body["finished_at"] and body["exit_code"] == 0
+    log = api.get(f"/api/v1/executions/{run_id}/log/")
+    assert log["Content-Type"].startswith("text/plain")
+    assert "hello Ada" in log.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "data,field",
+    [({}, "name"), ({"name": 5}, "name"), ({"name": "x", "count": "many"}, "count")],
+)
+def test_bad_inputs_are_refused_before_any_run(api, upload, data, field):
+    script = upload(TYPED)
+    response = api.post("/api/v1/executions/", {"script": script.pk, "data": data}, format="json")
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert field in error["details"]
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_inputs_that_are_not_an_object_are_refused(api, upload):
+    script = upload(TYPED)
+    response = api.post("/api/v1/executions/", {"script": script.pk, "data": [1, 2]}, format="json")
+    assert_error(response, 400, "VALIDATION_ERROR")
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_unknown_script_is_404_and_makes_no_row(api):
+    response = api.post("/api/v1/executions/", {"script": "nope/none.py"}, format="json")
+    assert_error(response, 404)
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_bad_email_and_timeout_are_refused(api, upload):
+    script = upload(TYPED)
+    for extra, field in [({"email_to": ["not-mail"]}, "email_to"), ({"timeout": 0}, "timeout")]:
+        response = api.post(
+            "/api/v1/executions/",
+            {"script": script.pk, "data": {"name": "a"}, **extra},
+            format="json",
+        )
+        assert field in assert_error(response, 400, "VALIDATION_ERROR")["details"]
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_command_script_receives_args(api, upload, run_now):
+    upload("import sys\nprint('ARGS=' + '|'.join(sys.argv[1:]))\n", name="cmd.py")
+    response = run_now(
+        api.post,
+        "/api/v1/executions/",
+        {"script": "cmd.py", "args": ["a b", "--x=1"]},
+        format="json",
+    )
+    run_id = response.json()["id"]
+    assert Execution.objects.get(pk=run_id).status == "succeeded"
+    assert "ARGS=a b|--x=1" in api.get(f"/api/v1/executions/{run_id}/log/").content.decode()
+
+
+@pytest.mark.django_db
+def test_files_are_listed_with_categories_and_downloadable(api, upload, run_now):
+    upload(FILES, name="files.py")
+    run_id = run_now(
+        api.post, "/api/v1/executions/", {"script": "files.py", "data": {"k": 1}}, format="json"
+    ).json()["id"]
+    files = {f["name"]: f for f in api.get(f"/api/v1/executions/{run_id}/files/").json()}
+    assert set(files) == {"report.csv", "summary.json"}
+    assert files["report.csv"]["category"] == "data"
+    assert files["report.csv"]["key"].startswith(f"executions/{run_id}/")
+    download = api.get(files["summary.json"]["url"])
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content) == b'{"k": 1}'
+
+
+@pytest.mark.django_db
+def test_script_error_fails_the_run_with_traceback_in_log(api, upload, run_now):
+    upload("def main(data: dict):\n    raise ValueError('bad thing')\n", name="boom.py")
+    run_id = run_now(api.post, "/api/v1/executions/", {"script": "boom.py"}, format="json").json()[
+        "id"
+    ]
+    body = api.get(f"/api/v1/executions/{run_id}/").json()
+    assert body["status"] == "failed"
+    assert "bad thing" in body["error"]["message"]
+    assert "Traceback" in api.get(f"/api/v1/executions/{run_id}/log/").content.decode()
+
+
+@pytest.mark.django_db
+def test_other_users_run_is_404_staff_sees_it(
+    api, client_for, other_user, staff_api, upload, run_now
+):
+    upload(TYPED)
+    run_id = run_now(
+        api.post,
+        "/api/v1/executions/",
+        {"script": "job.py", "data": {"name": "a"}},
+        format="json",
+    ).json()["id"]
+    assert_error(client_for(other_user).get(f"/api/v1/executions/{run_id}/"), 404, "NOT_FOUND")
+    assert_error(client_for(other_user).post(f"/api/v1/executions/{run_id}/cancel/"), 404)
+    assert staff_api.get(f"/api/v1/executions/{run_id}/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_list_query_count_does_not_grow(api, user, upload, django_assert_max_num_queries):
+    script = upload(TYPED)
+    for _ in range(3):
+        services.execution_start(
+            user=user, script_ref=script.pk, inputs={"name": "a"}, enqueue=False
+        )
+    with django_assert_max_num_queries(6):
+        first = api.get("/api/v1/executions/").json()
+    for _ in range(20):
+        services.execution_start(
+            user=user, script_ref=script.pk, inputs={"name": "a"}, enqueue=False
+        )
+    with django_assert_max_num_queries(6):
+        second = api.get("/api/v1/executions/?status=queued").json()
+    assert first["count"] == 3 and second["count"] == 23
+
+
+@pytest.mark.django_db
+def test_cancel_queued_run(api, user, upload):
+    script = upload(TYPED)
+    execution = services.execution_start(
+        user=user, script_ref=script.pk, inputs={"name": "a"}, enqueue=False
+    )
+    body = api.post(f"/api/v1/executions/{execution.pk}/cancel/").json()
+    assert body["status"] == "cancelled"
+    # the worker that later receives the task finds nothing to do
+    assert services.execution_run(execution_id=execution.pk) is None
+
+
+@pytest.mark.django_db
+def test_cancel_finished_run_is_409(api, upload, run_now):
+    upload(TYPED)
+    run_id = run_now(
+        api.post,
+        "/api/v1/executions/",
+        {"script": "job.py", "data": {"name": "a"}},
+        format="json",
+    ).json()["id"]
+    assert_error(api.post(f"/api/v1/executions/{run_id}/cancel/"), 409, "EXECUTION_FINISHED")
+
+
+@pytest.mark.django_db
+def test_duplicate_delivery_runs_once(user, upload):
+    script = upload(TYPED)
+    execution = services.execution_start(
+        user=user, script_ref=script.pk, inputs={"name": "a"}, enqueue=False
+    )
+    assert services.execution_run(execution_id=execution.pk).status == "succeeded"
+    assert services.execution_run(execution_id=execution.pk) is None
+    assert execution.log_chunks.count() >= 1
+
+
+@pytest.mark.django_db
+def test_rerun_uses_same_inputs_and_version(api, upload, run_now):
+    script = upload(TYPED)
+    first = run_now(
+        api.post,
+        "/api/v1/executions/",
+        {"script": script.pk, "data": {"name": "Bo"}},
+        format="json",
+    ).json()["id"]
+    response = run_now(api.post, f"/api/v1/executions/{first}/rerun/")
+    assert response.status_code == 202
+    again = Execution.objects.get(pk=response.json()["id"])
+    assert again.rerun_of_id == first and again.inputs == {"name": "Bo"}
+    assert again.status == "succeeded" and again.result == {"greeting": "hi Bo hi Bo"}
+
+
+@pytest.mark.django_db
+def test_reaper_marks_silent_runs_lost(user, upload):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    script = upload(TYPED)
+    execution = services.execution_start(
+        user=user, script_ref=script.pk, inputs={"name": "a"}, enqueue=False
+    )
+    Execution.objects.filter(pk=execution.pk).update(
+        status="running", heartbeat_at=timezone.now() - timedelta(minutes=10)
+    )
+    fresh = services.execution_start(
+        user=user, script_ref=script.pk, inputs={"name": "a"}, enqueue=False
+    )
+    Execution.objects.filter(pk=fresh.pk).update(status="running", heartbeat_at=timezone.now())
+    assert services.executions_reap_lost() == 1
+    assert Execution.objects.get(pk=execution.pk).status == "lost"
+    assert Execution.objects.get(pk=fresh.pk).status == "running"
+
+
+@pytest.mark.django_db
+def test_report_email_with_attachments(api, upload, run_now):
+    upload(FILES, name="files.py")
+    mail.outbox.clear()
+    run_now(
+        api.post,
+        "/api/v1/executions/",
+        {"script": "files.py", "data": {"x": 1}, "email_to": ["boss@example.com"]},
+        format="json",
+    )
+    message = mail.outbox[-1]
+    assert message.to == ["boss@example.com"] and "files.py" in message.subject
+    assert {a[0] for a in message.attachments} == {"report.csv", "summary.json"}
+    assert "Succeeded" in message.subject
