@@ -137,7 +137,7 @@ def script_upload(
     try:
         with transaction.atomic():
             script = (
-                Script.objects.select_for_update()
+                Script.objects.select_for_update(of=("self",))
                 .select_related("current_version")
                 .filter(folder=folder, name=name)
                 .first()
