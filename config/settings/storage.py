@@ -13,6 +13,15 @@ if STORAGE_BACKEND not in ("local", "s3"):
     raise ValueError(f"STORAGE_BACKEND must be 'local' or 's3', not {STORAGE_BACKEND!r}")
 
 if STORAGE_BACKEND == "s3":
+    from boto3.s3.transfer import TransferConfig
+
+    # Uploads are streamed in parts; at most this many parts are held in memory at once,
+    # so the web process's memory does not grow with the file (bench/storage.py).
+    _transfer = TransferConfig(
+        multipart_chunksize=env.int("AWS_S3_PART_BYTES", default=8 * 1024 * 1024),
+        max_concurrency=env.int("AWS_S3_MAX_CONCURRENCY", default=2),
+    )
+    _transfer.max_in_memory_upload_chunks = _transfer.max_concurrency
     _default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -25,6 +34,7 @@ if STORAGE_BACKEND == "s3":
             "file_overwrite": False,
             "default_acl": None,
             "querystring_auth": True,
+            "transfer_config": _transfer,
         },
     }
 else:
