@@ -6,4 +6,8 @@ class ExecutionsConfig(AppConfig):
     verbose_name = "Runs"
 
     def ready(self):
-        from executions import signals  # noqa: F401  (reaper schedule)
+        from executions import (
+            checks,  # noqa: F401  (timeout vs task queue system check)
+            health,  # noqa: F401  (sandbox health check and admin panel)
+            signals,  # noqa: F401  (reaper schedule)
+        )

@@ -132,7 +132,7 @@ else:
 # retry must exceed timeout, and both the longest run (FACTS.md), or a long run is
 # handed to a second worker. Runs keep their own state in our models, so successful
 # task results are not stored (save_limit=-1), which also avoids SQLite's prune lock.
-Q_TIMEOUT = env.int("Q_TIMEOUT", default=3600)
+Q_TIMEOUT = env.int("Q_TIMEOUT", default=3900)
 Q_CLUSTER = {
     "name": env("Q_CLUSTER_NAME", default="scriptorium"),
     "workers": env.int("Q_WORKERS", default=2),
