@@ -64,6 +64,20 @@ def _has_parameters(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     return bool(a.posonlyargs or a.args or a.kwonlyargs or a.vararg or a.kwarg)
 
 
+def _has_main_guard(tree: ast.Module) -> bool:
+    """True when the module has a top-level ``if __name__ == "__main__":`` block."""
+    for node in tree.body:
+        test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+        if (
+            isinstance(test, ast.Compare)
+            and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__"
+            and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+        ):
+            return True
+    return False
+
+
 def inspect_source(source: str, *, filename: str) -> Inspection:
     """Inspect a script without running it. A top-level ``def main`` with parameters
     makes a function script (call_style "data" for ``main(data: dict)``-like signatures,
@@ -79,6 +93,12 @@ def inspect_source(source: str, *, filename: str) -> Inspection:
         warnings.append("async def main is not supported; the script runs as a command script.")
         main = None
     if main is None or not _has_parameters(main):
+        if main is not None and not _has_main_guard(tree):
+            warnings.append(
+                "main() takes no parameters, so this is a command script and nothing calls "
+                "main(): give it a parameter (e.g. main(data: dict)) to make a function "
+                'script, or add `if __name__ == "__main__": main()`.'
+            )
         return Inspection("command", "argv", {}, requirements, warnings, description)
     call_style, schema = function_schema(main, warnings=warnings)
     if call_style == "data":

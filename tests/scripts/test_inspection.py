@@ -176,3 +176,16 @@ def test_inspection_never_executes(tmp_path):
     )
     inspect_source(source, filename="s.py")
     assert not marker.exists()
+
+
+def test_parameterless_main_without_guard_warns_that_nothing_calls_it():
+    from scripts.inspection import inspect_source
+
+    found = inspect_source("def main():\n    return {'a': 1}\n", filename="x.py")
+    assert found.kind == "command"
+    assert any("nothing calls" in w for w in found.warnings)
+    guarded = inspect_source(
+        "def main():\n    print('hi')\n\nif __name__ == '__main__':\n    main()\n",
+        filename="x.py",
+    )
+    assert not any("nothing calls" in w for w in guarded.warnings)
