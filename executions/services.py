@@ -477,3 +477,24 @@ def execution_delete(*, execution: Execution) -> None:
 
     files_delete_for_execution(execution_id=execution.pk)
     execution.delete()
+
+
+def environment_prepare(*, script) -> str:
+    """Build (or find) the Python environment the script's current version needs, so
+    that its first run does not wait for it. Returns the interpreter path; raises
+    DEPENDENCY_INSTALL_FAILED (with the installer's output in details) otherwise."""
+    from executions import runner
+
+    if script.current_version is None:
+        raise ApplicationError("SCRIPT_HAS_NO_VERSION", "The script has no version yet.")
+    requirements = script_selectors.script_version_requirements(version=script.current_version)
+    output: list[str] = []
+    try:
+        python = runner.ensure_environment(requirements, on_log=output.append)
+    except runner.EnvironmentBuildFailed as exc:
+        raise ApplicationError(
+            "DEPENDENCY_INSTALL_FAILED",
+            f"The environment for {script.logical_path} could not be built.",
+            {"requirements": requirements, "output": ("".join(output) or str(exc))[-4000:]},
+        )
+    return str(python)

@@ -124,6 +124,7 @@ class ScriptAdmin(admin.ModelAdmin):
     search_fields = ["logical_path", "display_name", "description"]
     readonly_fields = [
         "logical_path",
+        "run_link",
         "entry_point",
         "input_schema",
         "requirements",
@@ -132,6 +133,35 @@ class ScriptAdmin(admin.ModelAdmin):
         "source",
     ]
     change_form_template = None
+    actions = ["prepare_environment"]
+
+    def get_urls(self):
+        from django.urls import path
+
+        from scripts.admin_run import run_view
+
+        run = self.admin_site.admin_view(lambda request, pk: run_view(self, request, pk))
+        return [path("<int:pk>/run/", run, name="scripts_script_run"), *super().get_urls()]
+
+    @admin.display(description="Run")
+    def run_link(self, script):
+        from django.urls import reverse
+
+        url = reverse("admin:scripts_script_run", args=[script.pk])
+        return format_html('<a class="button" href="{}">Run this script</a>', url)
+
+    @admin.action(description="Prepare environment (install requirements now)")
+    def prepare_environment(self, request, queryset):
+        from executions.services import environment_prepare
+
+        for script in queryset.select_related("current_version"):
+            try:
+                python = environment_prepare(script=script)
+            except ApplicationError as exc:
+                output = exc.details.get("output", "")
+                self.message_user(request, f"{exc.message} {output[-500:]}", messages.ERROR)
+            else:
+                self.message_user(request, f"{script.logical_path}: environment ready ({python}).")
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("current_version__source")
