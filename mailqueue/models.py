@@ -86,9 +86,10 @@ class EmailDetail(models.Model):
         ordering = ["-srno"]
         verbose_name = "queued e-mail"
         indexes = [
-            # The processor's claim: WHERE dd_SendFlag='N' AND dd_RetryCount < n ORDER BY
-            # dd_srno. SQL Server needs the same index for READPAST (docs/mailqueue.md).
-            models.Index(fields=["send_flag", "retry_count", "srno"], name="IX_Emaildetails_queue"),
+            # The processor's claim: WHERE dd_SendFlag='N' AND dd_srno > @cursor ... ORDER
+            # BY dd_srno: walked in key order, it stops at the first due rows. SQL Server
+            # needs the same index for READPAST (docs/mailqueue.md).
+            models.Index(fields=["send_flag", "srno"], name="IX_Emaildetails_flag_srno"),
         ]
 
     def __str__(self) -> str:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connections, router, transaction
-from django.db.models import F, Q
+from django.db.models import BooleanField, Case, F, Q, Value, When
 from django.utils import timezone
 from filelock import FileLock, Timeout
 
@@ -107,6 +107,7 @@ class _Batch:
         self.smtp: dict[str, object] = {}  # param code -> open connection
         self.down: dict[str, Outcome] = {}  # param code -> why it cannot be used now
         self.health: dict[str, Outcome] = {}  # param code -> last outcome this batch
+        self.sent_plain: list[int] = []  # sent rows of the current chunk, recorded together
 
     def now(self) -> datetime:
         return self.fixed_now or timezone.now()
@@ -123,10 +124,10 @@ class _Batch:
         try:
             with self._timeouts():
                 while self.result.processed < batch_size:
-                    row = self._claim_and_handle(cursor)
-                    if row is None:
+                    limit = min(settings.MAILQUEUE_CLAIM_SIZE, batch_size - self.result.processed)
+                    cursor = self._claim_and_handle(cursor, limit)
+                    if cursor is None:
                         break
-                    cursor = row
         finally:
             for smtp in self.smtp.values():
                 close_quietly(smtp)
@@ -151,24 +152,52 @@ class _Batch:
                 with contextlib.suppress(Exception), connection.cursor() as c:
                     c.execute(statements[1])
 
-    def _claim_and_handle(self, cursor: int) -> int | None:
+    def _candidates(self):
         if self.only is not None:
-            rows = EmailDetail.objects.filter(
-                srno__in=self.only, send_flag=SendFlag.WAITING
-            ).order_by("srno")
+            rows = EmailDetail.objects.filter(srno__in=self.only, send_flag=SendFlag.WAITING)
         else:
             rows = due_rows(now=self.now(), max_retries=self.service.max_retries)
-        rows = rows.filter(srno__gt=cursor)
+        # Documents are loaded one row at a time (memory stays flat with big files).
+        return (
+            rows.defer("document")
+            .annotate(
+                has_document=Case(
+                    When(document__isnull=False, then=Value(True)),
+                    default=Value(False),
+                    output_field=BooleanField(),
+                )
+            )
+            .order_by("srno")
+        )
+
+    def _claim_and_handle(self, cursor: int, limit: int) -> int | None:
+        """Claim up to ``limit`` rows after ``cursor``, send them, record the outcomes.
+        Returns the new cursor (None when nothing was left)."""
+        rows = self._candidates().filter(srno__gt=cursor)[:limit]
         if not self.locking:
-            row = rows.first()
-            if row is not None:
-                self._handle(row)
-            return row.srno if row else None
-        with transaction.atomic(using=self.alias):
-            row = rows.select_for_update(skip_locked=True).first()
-            if row is not None:
-                self._handle(row)
-        return row.srno if row else None
+            claimed = list(rows)
+            self._handle_all(claimed)
+        else:
+            with transaction.atomic(using=self.alias):
+                claimed = list(rows.select_for_update(skip_locked=True))
+                self._handle_all(claimed)
+        return claimed[-1].srno if claimed else None
+
+    def _handle_all(self, rows: list[EmailDetail]) -> None:
+        self.sent_plain: list[int] = []
+        for row in rows:
+            if row.has_document:
+                row.document = (
+                    EmailDetail.objects.filter(pk=row.srno).values_list("document", flat=True).get()
+                )
+            else:
+                row.document = None
+            self._handle(row)
+            row.document = None
+        if self.sent_plain:  # the common case: one UPDATE for the chunk's sent rows
+            EmailDetail.objects.filter(pk__in=self.sent_plain).update(
+                send_flag=SendFlag.SENT, sent_date=self.now(), bounce_reason=None
+            )
 
     def _handle(self, row: EmailDetail) -> None:
         self.result.processed += 1
@@ -232,11 +261,16 @@ class _Batch:
 
     def _record(self, row: EmailDetail, outcome: Outcome) -> None:
         now = self.now()
+        if self.only is not None:
+            self.result.outcomes[row.srno] = outcome
         reason = (outcome.reason or "")[:REASON_MAX] or None
         changes: dict = {"bounce_reason": reason}
         if outcome.kind == SENT:
-            changes.update(send_flag=SendFlag.SENT, sent_date=now)
             self.result.sent += 1
+            if not reason:
+                self.sent_plain.append(row.srno)
+                return
+            changes.update(send_flag=SendFlag.SENT, sent_date=now)
         elif outcome.kind == TRANSIENT:
             retries = row.retry_count + 1
             changes.update(retry_count=retries, last_retry_date=now)
@@ -250,8 +284,6 @@ class _Batch:
             self.result.failed += 1
         else:  # CONFIG: the row keeps its retries; the parameter set is unhealthy
             self.result.deferred += 1
-        if self.only is not None:
-            self.result.outcomes[row.srno] = outcome
         EmailDetail.objects.filter(pk=row.srno).update(**changes)
 
     def _save_bookkeeping(self) -> None:

@@ -162,6 +162,17 @@ def build_message(row: EmailDetail, param: EmailParameter | None) -> EmailMessag
     return message
 
 
+_PLAIN_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
+
+
+def _envelope_address(address: str, encoding: str) -> str:
+    """A plain ASCII address as it is (the common case, and fast); anything else
+    (display names, IDN domains) through Django's sanitize_address."""
+    if _PLAIN_ADDRESS.match(address):
+        return address
+    return sanitize_address(address, encoding)
+
+
 def send_message(smtp: smtplib.SMTP, message: EmailMessage) -> str:
     """Send over an open connection. Returns "" or, when some recipients were refused
     while others were accepted, the refusals; raises on any other failure."""
@@ -172,7 +183,7 @@ def send_message(smtp: smtplib.SMTP, message: EmailMessage) -> str:
     sender = sanitize_address(message.from_email, encoding)
     refused = smtp.sendmail(
         sender,
-        [sanitize_address(addr, encoding) for addr in recipients],
+        [_envelope_address(addr, encoding) for addr in recipients],
         message.message().as_bytes(linesep="\r\n"),
     )
     if not refused:

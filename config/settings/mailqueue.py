@@ -23,3 +23,6 @@ MAILQUEUE_BACKOFF_MAX_SECONDS = env.int("MAILQUEUE_BACKOFF_MAX_SECONDS", default
 MAILQUEUE_AUTOSTART = env.bool("MAILQUEUE_AUTOSTART", default=True)
 # SQLite has no row locks: one processor at a time holds this file lock.
 MAILQUEUE_LOCK_FILE = env("MAILQUEUE_LOCK_FILE", default=str(DATA_DIR / "mailqueue.lock"))
+# Rows claimed (locked) and sent per transaction. A processor killed mid-way may send
+# up to this many rows again (at-least-once); larger is faster.
+MAILQUEUE_CLAIM_SIZE = env.int("MAILQUEUE_CLAIM_SIZE", default=50)

@@ -1,0 +1,82 @@
+"""The admin: queue list, attachment download, actions, parameters, dashboard."""
+
+import pytest
+from django.test import Client
+
+from mailqueue.models import EmailDetail, EmailParameter
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client_(superuser):
+    client = Client()
+    client.force_login(superuser)
+    return client
+
+
+def test_queue_list_filters_and_attachment_download(admin_client_, django_assert_max_num_queries):
+    row = EmailDetail.objects.create(
+        to_emails="a@example.com", subject="s", document=b"PK\x03\x04zip", filename="files.zip"
+    )
+    EmailDetail.objects.create(to_emails="b@example.com", subject="t", send_flag="F")
+    with django_assert_max_num_queries(12):
+        page = admin_client_.get("/admin/mailqueue/emaildetail/?send_flag__exact=F")
+    assert (
+        page.status_code == 200
+        and b"b@example.com" in page.content
+        and b"a@example.com" not in page.content
+    )
+    page = admin_client_.get("/admin/mailqueue/emaildetail/")
+    assert b"files.zip" in page.content
+    download = admin_client_.get(f"/admin/mailqueue/emaildetail/{row.srno}/document/")
+    assert download.status_code == 200 and download.content == b"PK\x03\x04zip"
+    assert (
+        download["Content-Type"] == "application/zip"
+        and "files.zip" in download["Content-Disposition"]
+    )
+
+
+def test_requeue_and_send_now_actions(admin_client_, settings):
+    settings.MAILQUEUE_FALLBACK_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    failed = EmailDetail.objects.create(to_emails="a@example.com", send_flag="F", retry_count=5)
+    url = "/admin/mailqueue/emaildetail/"
+    admin_client_.post(url, {"action": "requeue", "_selected_action": [failed.srno]})
+    failed.refresh_from_db()
+    assert (failed.send_flag, failed.retry_count) == ("N", 0)
+    admin_client_.post(url, {"action": "send_now", "_selected_action": [failed.srno]})
+    failed.refresh_from_db()
+    assert failed.send_flag == "Y"
+
+
+def test_parameter_password_is_write_only_and_test_mail_action(
+    admin_client_, superuser, mail_settings, smtp_server
+):
+    url = "/admin/mailqueue/emailparameter/add/"
+    answer = admin_client_.post(
+        url,
+        {
+            "param_code": "MAIN",
+            "smtp_server": "127.0.0.1",
+            "smtp_port": smtp_server.port,
+            "smtp_mail_id": "noreply@example.com",
+            "smtp_ssl_flag": "N",
+            "is_active": "Y",
+            "password": "pw-secret-123",
+        },
+    )
+    assert answer.status_code == 302, answer.content[:2000]
+    assert EmailParameter.objects.get(pk="MAIN").smtp_password == "pw-secret-123"  # no key set
+    change = admin_client_.get("/admin/mailqueue/emailparameter/MAIN/change/")
+    assert b"pw-secret-123" not in change.content
+    admin_client_.post(
+        "/admin/mailqueue/emailparameter/", {"action": "send_test", "_selected_action": ["MAIN"]}
+    )
+    assert smtp_server.messages[0]["rcpt_tos"] == [superuser.email]
+
+
+def test_dashboard_page_and_index_panel(admin_client_):
+    page = admin_client_.get("/admin/mailqueue/emaildetail/dashboard/")
+    assert page.status_code == 200 and b"Parameter sets" in page.content
+    index = admin_client_.get("/admin/")
+    assert b"Mail queue" in index.content
