@@ -168,13 +168,13 @@ class ScriptViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(
-        request={"multipart/form-data": s.UploadSerializer},
+        request={"multipart/form-data": s.ScriptUploadSerializer},
         responses={201: s.ScriptSerializer, 200: s.ScriptSerializer},
     )
     def create(self, request):
         """Upload a script (multipart ``file``); ``replace=true`` adds a version to an
         existing one. 201 when something was added, 200 when the bytes were identical."""
-        data = _valid(s.UploadSerializer, request.data)
+        data = _valid(s.ScriptUploadSerializer, request.data)
         folder = _folder_or_none(request.user, data.get("folder"))
         upload = data["file"]
         content = upload.read(settings.SCRIPT_MAX_UPLOAD_BYTES + 1)

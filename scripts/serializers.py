@@ -101,7 +101,7 @@ class ScriptUpdateSerializer(serializers.Serializer):
     )
 
 
-class UploadSerializer(serializers.Serializer):
+class ScriptUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True)
     display_name = serializers.CharField(max_length=255, required=False, allow_blank=True)
     description = serializers.CharField(required=False, allow_blank=True)
