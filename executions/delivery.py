@@ -17,7 +17,7 @@ def report_send(*, execution: Execution) -> int:
         return 0
     from executions.logbook import log_text
 
-    limit = getattr(settings, "RUN_REPORT_ATTACH_MAX_BYTES", 10 * 1024 * 1024)
+    limit = settings.RUN_REPORT_ATTACH_MAX_BYTES
     artifacts = list(execution.artifacts.select_related("stored_file"))
     attached, linked, used = [], [], 0
     for artifact in artifacts:

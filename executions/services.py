@@ -457,9 +457,7 @@ def execution_run_and_wait(*, execution: Execution, wait_seconds: float) -> Exec
 
 def executions_reap_lost(*, stale_after: timedelta | None = None) -> int:
     """Mark ``running`` runs whose worker stopped heartbeating as ``lost``."""
-    stale_after = stale_after or timedelta(
-        seconds=getattr(settings, "RUN_HEARTBEAT_STALE_SECONDS", 60)
-    )
+    stale_after = stale_after or timedelta(seconds=settings.RUN_HEARTBEAT_STALE_SECONDS)
     cutoff = timezone.now() - stale_after
     return Execution.objects.filter(
         status=Execution.Status.RUNNING, heartbeat_at__lt=cutoff

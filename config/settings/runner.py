@@ -10,6 +10,10 @@ from pathlib import Path
 from .env import DATA_DIR, env
 
 SYNC_RUN_WAIT = env.float("SYNC_RUN_WAIT", default=30)
+# A running run whose worker has not heartbeated for this long is marked "lost".
+RUN_HEARTBEAT_STALE_SECONDS = env.int("RUN_HEARTBEAT_STALE_SECONDS", default=60)
+# Run report e-mails attach files up to this many bytes in total; the rest are links.
+RUN_REPORT_ATTACH_MAX_BYTES = env.int("RUN_REPORT_ATTACH_MAX_BYTES", default=10 * 1024 * 1024)
 
 # --- Limits (defaults; per-script overrides are clamped to the maxima) -------------
 RUN_TIMEOUT_SECONDS = env.float("RUN_TIMEOUT_SECONDS", default=60)
