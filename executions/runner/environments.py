@@ -227,18 +227,19 @@ def _install(target: Path, reqs: list[str], output: list[str]) -> None:
 def _verify(target: Path, reqs: list[str], output: list[str]) -> list[str]:
     """Import every installed requirement's top-level modules, as the run uid (their
     code must not run as root), with a clean environment. Returns the failures."""
-    from .sandbox import _user_kwargs
+    from .sandbox import _switch_user
 
     _make_readable(target)
     names = [re.split(r"[\s\[<>=!~;@(]", r, maxsplit=1)[0] for r in reqs]
+    prefix, user_kwargs = _switch_user()
     try:
         proc = subprocess.run(
-            [str(target / "bin" / "python"), "-I", "-c", _VERIFY, json.dumps(names)],
+            [*prefix, str(target / "bin" / "python"), "-I", "-c", _VERIFY, json.dumps(names)],
             capture_output=True,
             timeout=120,
             cwd="/",
             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-            **_user_kwargs(),
+            **user_kwargs,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return [f"import check could not run: {exc}"]

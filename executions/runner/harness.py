@@ -1,7 +1,10 @@
-"""The program the sandbox runs: ``python -I -S -u harness.py CONTROL_FILE``.
+"""The program the sandbox runs: ``python -I -S -u -c LAUNCHER SUPPORT_DIR CONTROL_FILE``,
+the launcher importing this module from SUPPORT_DIR (from its precompiled .pyc) and
+calling ``main(CONTROL_FILE)``.
 
 It runs as the script's interpreter, imports nothing heavy (startup time is most of a
-light run), and in this order: applies the rlimits to itself, adds the environment's
+light run: ``posix``, not ``os``; ``site`` only when an environment has .pth files),
+and in this order: applies the rlimits to itself, adds the environment's
 site-packages, loads the script from the workspace and calls it. The control file is
 a ``marshal`` dict written by the runner (trusted input). The outcome goes to a pipe
 whose fd the runner passed (``result_fd``), never to stdout, so nothing the script
@@ -10,12 +13,29 @@ prints can forge it: one JSON object ``{"ok": true, "result": ...}`` or
 """
 
 import marshal
-import os
+import posix as os  # the C module behind os: what the harness needs, without os.py's imports
 import sys
 
-_ESCAPES = {i: f"\\u{i:04x}" for i in range(32)}
-_ESCAPES.update({34: '\\"', 92: "\\\\"})
-_ESCAPES.update({i: f"\\u{i:04x}" for i in range(0xD800, 0xE000)})  # lone surrogates
+LAUNCHER = (
+    "import sys;sys.path[:0]=sys.argv[1:2];import _scriptorium_harness as h;h.main(sys.argv[2])"
+)
+_ESCAPES = {}
+_SPECIAL = frozenset(map(chr, range(32))) | {'"', "\\"}
+
+
+def _escapes():
+    """The str.translate table for JSON strings (built on first need: 2,000 entries)."""
+    if not _ESCAPES:
+        _ESCAPES.update({i: f"\\u{i:04x}" for i in range(32)})
+        _ESCAPES.update({34: '\\"', 92: "\\\\"})
+        _ESCAPES.update({i: f"\\u{i:04x}" for i in range(0xD800, 0xE000)})  # lone surrogates
+    return _ESCAPES
+
+
+def _quote(text):
+    if text.isascii() and _SPECIAL.isdisjoint(text):
+        return '"' + text + '"'
+    return '"' + text.translate(_escapes()) + '"'
 
 
 def _json(value, out):
@@ -28,7 +48,7 @@ def _json(value, out):
     elif value is False:
         out.append("false")
     elif isinstance(value, str):
-        out.append('"' + value.translate(_ESCAPES) + '"')
+        out.append(_quote(value))
     elif isinstance(value, int):
         out.append(int.__repr__(value))
     elif isinstance(value, float):
@@ -53,7 +73,7 @@ def _json(value, out):
                 key = _json_key(key)
             else:
                 raise TypeError(f"keys must be str, int, float, bool or None, not {type(key)}")
-            out.append('"' + key.translate(_ESCAPES) + '":')
+            out.append(_quote(key) + ":")
             _json(item, out)
         out.append("}")
     else:
@@ -166,13 +186,21 @@ def main(control_path):
     os.set_inheritable(channel.fd, False)  # the script's own children never get it
     os.set_inheritable(control["progress_fd"], False)
     _apply_limits(control["rlimits"])
-    sys.path[:0] = [control["workdir"], control["support_dir"]]
+    sys.path[:] = [control["workdir"]] + [p for p in sys.path if p != control["workdir"]]
+    if control["support_dir"] not in sys.path:
+        sys.path.insert(1, control["support_dir"])
     sys.prefix = sys.exec_prefix = control["prefix"]  # what site.venv() would set
-    if control["site_dirs"]:
-        import site
+    for path in control["site_dirs"]:
+        try:
+            pth = any(name.endswith(".pth") for name in os.listdir(path))
+        except OSError:
+            continue
+        if pth:  # .pth files need site's processing; a plain folder is just a path entry
+            import site
 
-        for path in control["site_dirs"]:
             site.addsitedir(path)
+        elif path not in sys.path:
+            sys.path.append(path)
     script = control["script"]
     command = control["call_style"] == "argv"
     module = type(sys)("__main__" if command else "__script__")

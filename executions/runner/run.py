@@ -4,8 +4,10 @@ import functools
 import hashlib
 import marshal
 import os
+import py_compile
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from . import sandbox
 from .environments import EnvironmentBuildFailed, base_prefix, ensure_environment, site_packages
 from .execute import SIGNAL_NAMES, ProcessResult, watch
 from .files import collect_files
+from .harness import LAUNCHER
 from .limits import rlimits
 from .workspace import (
     Workspace,
@@ -26,6 +29,7 @@ from .workspace import (
 
 HERE = Path(__file__).resolve().parent
 SUPPORT_FILES = {"harness.py": "_scriptorium_harness.py", "scriptorium_progress.py": None}
+PYC_FORMAT = b"checked-hash pyc v1"  # part of the support dir's name
 
 
 @functools.cache
@@ -33,7 +37,8 @@ def support_dir(data_dir: str) -> Path:
     """A world-readable copy of the harness and the progress helper (the run uid
     cannot be assumed to read the project's directory; bwrap binds only this)."""
     blobs = {name: (HERE / name).read_bytes() for name in SUPPORT_FILES}
-    digest = hashlib.sha256(b"".join(blobs[n] for n in sorted(blobs))).hexdigest()[:16]
+    digest = hashlib.sha256(b"".join(blobs[n] for n in sorted(blobs)) + PYC_FORMAT)
+    digest = digest.hexdigest()[:16]
     target = Path(data_dir) / "runner" / digest
     if not (target / ".complete").exists():
         ensure_traversable(target.parent)
@@ -43,6 +48,8 @@ def support_dir(data_dir: str) -> Path:
             dest = tmp / (SUPPORT_FILES[name] or name)
             dest.write_bytes(blob)
             os.chmod(dest, 0o644)
+            _precompile(dest, shown_as=target / dest.name)
+        os.chmod(tmp / "__pycache__", 0o755)
         (tmp / ".complete").touch()
         os.chmod(tmp, 0o755)
         try:
@@ -50,6 +57,23 @@ def support_dir(data_dir: str) -> Path:
         except OSError:  # another process won the race; theirs is identical
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _precompile(source: Path, *, shown_as: Path) -> None:
+    """Write the module's .pyc (checked against the source's hash), so that the run's
+    interpreter imports the harness without compiling it (about 1 ms a run). It is
+    written for this interpreter's version; an environment made from another Python
+    version ignores it and compiles in memory (correct, only slower)."""
+    tag = sys.implementation.cache_tag  # not cache_from_source: it obeys PYTHONPYCACHEPREFIX
+    cfile = str(source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc")
+    py_compile.compile(
+        str(source),
+        cfile=cfile,
+        dfile=str(shown_as),  # the path tracebacks show
+        doraise=True,
+        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+    )
+    os.chmod(cfile, 0o644)
 
 
 def prepare_and_run(spec, *, on_log, on_progress, should_cancel):
@@ -158,14 +182,7 @@ def _run_harness(spec, workspace, backend, python, env_dir, support, script, **c
             run_id=spec.run_id,
             progress_fd=progress_fd,
         )
-        inner = [
-            str(python),
-            "-I",
-            "-S",
-            "-u",
-            str(support / "_scriptorium_harness.py"),
-            str(control_path),
-        ]
+        inner = [str(python), "-I", "-S", "-u", "-c", LAUNCHER, str(support), str(control_path)]
         return sandbox.spawn(
             backend,
             inner,

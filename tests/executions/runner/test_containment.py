@@ -10,6 +10,8 @@ import uuid
 import pytest
 from django.conf import settings
 
+from executions.runner import sandbox
+
 pytestmark = pytest.mark.slow
 
 
@@ -323,3 +325,49 @@ def test_symlink_to_etc_passwd_is_not_collected(run, backend):
     assert r.files == {"sub/real.txt": ("document", b"mine")}
     assert "passwd.txt: symbolic link (not collected)" in r.skipped_files
     assert "etc: symbolic link (not followed)" in r.skipped_files
+
+
+def test_script_runs_unprivileged_with_no_groups_or_capabilities(run, backend):
+    """Whatever starts the process (and however fast), the script is the run uid/gid,
+    without the server's supplementary groups, with no capability, and cannot gain
+    privileges through set-uid programs."""
+    r = run(
+        """
+        def main():
+            with open("/proc/self/status") as fh:
+                return {k: v.split() for k, v in (line.split(":", 1) for line in fh)}
+        """
+    )
+    assert r.status == "succeeded", r.log
+    status = r.result
+    user = sandbox.run_user()
+    if user is not None:
+        assert status["Uid"] == [str(user[0])] * 4
+        assert status["Gid"] == [str(user[1])] * 4
+        assert status["Groups"] == []
+    else:
+        assert status["Uid"][0] == str(os.geteuid())
+    for name in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        assert int(status[name][0], 16) == 0, (name, status[name])
+    assert status["NoNewPrivs"] == ["1"]
+
+
+def test_without_setpriv_the_user_switch_still_happens(run, backend, monkeypatch):
+    """The fallback where util-linux setpriv is missing: Popen switches the user."""
+    if sandbox.run_user() is None:
+        pytest.skip("the server is not root: no user switch")
+    monkeypatch.setattr(sandbox, "_setpriv_path", lambda: None)
+    assert sandbox._switch_user()[0] == []
+    r = run(
+        """
+        import os
+        def main():
+            with open("/proc/self/status") as fh:
+                nnp = [line.split()[1] for line in fh if line.startswith("NoNewPrivs")]
+            return {"ids": list(os.getresuid() + os.getresgid()), "groups": os.getgroups(),
+                    "nnp": nnp}
+        """
+    )
+    assert r.status == "succeeded", r.log
+    uid, gid = sandbox.run_user()
+    assert r.result == {"ids": [uid] * 3 + [gid] * 3, "groups": [], "nnp": ["1"]}

@@ -1,5 +1,11 @@
 """The harness: calling conventions, the result channel, errors, logs and progress."""
 
+import json
+import marshal
+import os
+import subprocess
+import sys
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -146,3 +152,100 @@ def test_progress_reports_reach_the_callback(run, backend):
     assert r.result == {"sent": True}
     assert r.progress == [(10, "starting"), (100, "clamped to 100"), (50, "")]
     assert "starting" not in r.log
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"plain": "abc", "quote": 'a"b', "slash": "a\\b", "ctl": "\x00\x1f\n", "del": "\x7f"},
+        {"é": "ü☃😀", 2: 2, 1.5: None, True: False, None: "n"},
+        ["", [], {}, [[1, -2.25e-9]], 10**30],
+    ],
+)
+def test_harness_json_encoder_matches_json(value):
+    from executions.runner import harness
+
+    parts = []
+    harness._json(value, parts)
+    assert json.loads("".join(parts)) == json.loads(json.dumps(value))
+
+
+def test_harness_json_encoder_escapes_lone_surrogates_and_refuses_nan():
+    from executions.runner import harness
+
+    parts = []
+    harness._json({"s": "a\ud800b"}, parts)
+    assert "".join(parts) == '{"s":"a\\ud800b"}'
+    assert json.loads("".join(parts)) == {"s": "a\ud800b"}
+    with pytest.raises(ValueError):
+        harness._json(float("nan"), [])
+    with pytest.raises(TypeError):
+        harness._json({(1,): 1}, [])
+
+
+def test_harness_launcher_uses_the_precompiled_module_and_env_site_dirs(tmp_path, settings):
+    """The launcher imports the harness from its .pyc; an environment folder with a .pth
+    file goes through site (the .pth's path is added), a plain one is just appended."""
+    from executions.runner.harness import LAUNCHER
+    from executions.runner.run import support_dir
+
+    support = support_dir(str(tmp_path / "data"))
+    assert sorted(p.name for p in (support / "__pycache__").iterdir()) == [
+        f"_scriptorium_harness.{sys.implementation.cache_tag}.pyc",
+        f"scriptorium_progress.{sys.implementation.cache_tag}.pyc",
+    ]
+    with_pth, plain, extra, work = (tmp_path / n for n in ("with_pth", "plain", "extra", "work"))
+    for path in (with_pth, plain, extra, work):
+        path.mkdir()
+    (with_pth / "extra.pth").write_text(f"{extra}\n")
+    (extra / "from_pth.py").write_text("VALUE = 'pth'\n")
+    (plain / "from_plain.py").write_text("VALUE = 'plain'\n")
+    (work / "job.py").write_text(
+        "import sys\nimport from_pth, from_plain\n"
+        "def main():\n"
+        "    return {'v': [from_pth.VALUE, from_plain.VALUE], 'path': sys.path[:2]}\n"
+    )
+    result_r, result_w = os.pipe()
+    progress_r, progress_w = os.pipe()
+    control = {
+        "workdir": str(work),
+        "support_dir": str(support),
+        "site_dirs": [str(with_pth), str(plain), str(tmp_path / "missing")],
+        "prefix": str(tmp_path),
+        "script": str(work / "job.py"),
+        "call_style": "kwargs",
+        "inputs": {},
+        "argv": [],
+        "result_fd": result_w,
+        "progress_fd": progress_w,
+        "result_bytes": 10_000,
+        "rlimits": [],
+    }
+    (tmp_path / "control").write_bytes(marshal.dumps(control))
+    cmd = [
+        sys.executable,
+        "-v",
+        "-I",
+        "-S",
+        "-u",
+        "-c",
+        LAUNCHER,
+        str(support),
+        str(tmp_path / "control"),
+    ]
+    try:
+        proc = subprocess.run(
+            cmd, pass_fds=(result_w, progress_w), capture_output=True, timeout=30, check=False
+        )
+    finally:
+        os.close(result_w)
+        os.close(progress_w)
+    with os.fdopen(result_r, "rb") as fh:
+        record = json.loads(fh.read())
+    os.close(progress_r)
+    assert proc.returncode == 0, proc.stderr
+    assert record["ok"] is True, record
+    assert record["result"]["v"] == ["pth", "plain"]
+    assert record["result"]["path"] == [str(work), str(support)]
+    pyc = support / "__pycache__" / f"_scriptorium_harness.{sys.implementation.cache_tag}.pyc"
+    assert f"code object from '{pyc}'" in proc.stderr.decode()
