@@ -55,6 +55,7 @@ def setup_django(data_dir: str) -> None:
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{data_dir}/bench.sqlite3")
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ["DEBUG"] = "false"  # no query log (it would keep every 5 MB parameter)
     os.environ["MAILQUEUE_AUTOSTART"] = "false"
     import django
 
