@@ -371,3 +371,78 @@ def test_without_setpriv_the_user_switch_still_happens(run, backend, monkeypatch
     assert r.status == "succeeded", r.log
     uid, gid = sandbox.run_user()
     assert r.result == {"ids": [uid] * 3 + [gid] * 3, "groups": [], "nnp": ["1"]}
+
+
+def test_bwrap_etc_holds_only_the_listed_entries(run, bwrap):
+    r = run(
+        """
+        import os
+        def main():
+            def read(path):
+                try:
+                    with open(path, "rb") as fh:
+                        return fh.read().decode("latin-1")
+                except OSError as exc:
+                    return type(exc).__name__
+            return {
+                "etc": sorted(os.listdir("/etc")),
+                "passwd": read("/etc/passwd"),
+                "localtime": read("/etc/localtime"),
+                "certs": os.path.isdir("/etc/ssl/certs"),
+                "resolv": read("/etc/resolv.conf"),
+            }
+        """
+    )
+    assert r.status == "succeeded", r.log
+    expected = {
+        name for name in sandbox._ETC_FILES + sandbox._ETC_DIRS if os.path.exists(f"/etc/{name}")
+    }
+    assert set(r.result["etc"]) == expected | {"resolv.conf"}
+    with open("/etc/passwd", encoding="latin-1") as fh:
+        assert r.result["passwd"] == fh.read()
+    if os.path.exists("/etc/localtime"):
+        with open("/etc/localtime", "rb") as fh:
+            assert r.result["localtime"] == fh.read().decode("latin-1")
+    assert r.result["certs"] is os.path.isdir("/etc/ssl/certs")
+    assert r.result["resolv"] == ""  # no network, no resolver configuration
+    if os.path.exists("/etc/resolv.conf"):
+        networked = run(
+            "def main():\n    return {'r': open('/etc/resolv.conf').read()}\n", network=True
+        )
+        with open("/etc/resolv.conf") as fh:
+            assert networked.result == {"r": fh.read()}
+
+
+def test_etc_copy_follows_changes_and_keeps_modes(tmp_path, monkeypatch):
+    """The sandbox's /etc copy: renewed when a file changes, symlinks followed, a file
+    unreadable to others stays so, missing files and non-listed files absent."""
+    from executions.runner.sandbox import etc_dir
+
+    source = tmp_path / "etc"
+    source.mkdir()
+    (source / "passwd").write_text("root:x:0:0\n")
+    (source / "group").write_text("secret\n")
+    os.chmod(source / "group", 0o600)
+    (source / "real-hosts").write_text("127.0.0.1 localhost\n")
+    os.symlink(source / "real-hosts", source / "hosts")
+    (source / "shadow").write_text("never copied\n")
+    (source / "ssl").mkdir()
+    monkeypatch.setattr(sandbox, "_ETC_ROOT", str(source))
+    first = etc_dir()
+    assert sorted(p.name for p in first.iterdir()) == [
+        "group",
+        "hosts",
+        "passwd",
+        "resolv.conf",
+        "ssl",
+    ]
+    assert (first / "hosts").read_text() == "127.0.0.1 localhost\n"
+    assert not (first / "hosts").is_symlink()
+    assert os.stat(first / "group").st_mode & 0o777 == 0o600
+    assert os.stat(first / "passwd").st_mode & 0o777 == 0o644
+    assert list((first / "ssl").iterdir()) == []
+    assert etc_dir() == first
+    (source / "passwd").write_text("root:x:0:0\nnew:x:1:1\n")
+    second = etc_dir()
+    assert second != first
+    assert (second / "passwd").read_text() == "root:x:0:0\nnew:x:1:1\n"
