@@ -1,12 +1,13 @@
-"""The program the sandbox runs: ``python -I -S -u -c LAUNCHER SUPPORT_DIR CONTROL_FILE``,
+"""The program the sandbox runs: ``python -I -S -u -c LAUNCHER SUPPORT_DIR CONTROL_FD``,
 the launcher importing this module from SUPPORT_DIR (from its precompiled .pyc) and
-calling ``main(CONTROL_FILE)``.
+calling ``main(CONTROL_FD)``.
 
 It runs as the script's interpreter, imports nothing heavy (startup time is most of a
 light run: ``posix``, not ``os``; ``site`` only when an environment has .pth files),
 and in this order: applies the rlimits to itself, adds the environment's
-site-packages, loads the script from the workspace and calls it. The control file is
-a ``marshal`` dict written by the runner (trusted input). The outcome goes to a pipe
+site-packages, loads the script from the workspace and calls it. The control record is
+a ``marshal`` dict written by the runner (trusted input) into a memory file whose fd
+it passes. The outcome goes to a pipe
 whose fd the runner passed (``result_fd``), never to stdout, so nothing the script
 prints can forge it: one JSON object ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "code": "...", "message": "..."}``.
@@ -178,8 +179,8 @@ def _run_function(control, module_globals):
     return {"ok": True, "result": value}
 
 
-def main(control_path):
-    with open(control_path, "rb") as fh:
+def main(control_fd):
+    with open(int(control_fd), "rb") as fh:  # closed at once: the script never sees it
         control = marshal.load(fh)
     os.chdir(control["workdir"])
     channel = _Channel(control["result_fd"])
@@ -251,4 +252,4 @@ def main(control_path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1])  # CONTROL_FD

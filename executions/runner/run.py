@@ -97,7 +97,7 @@ def prepare_and_run(spec, *, on_log, on_progress, should_cancel):
         backend = sandbox.backend_name()
     except sandbox.SandboxUnavailable as exc:
         return None, failed("SANDBOX_UNAVAILABLE", f"The sandbox cannot start: {exc}")
-    workspace = create_workspace(spec.run_id)
+    workspace = create_workspace(spec.run_id, with_tmp=backend != "bwrap")
     try:
         script_name = sanitise_name(spec.filename or "script.py")
         _copy_inputs(spec, workspace, script_name)
@@ -151,9 +151,8 @@ def _copy_inputs(spec, workspace: Workspace, script_name: str) -> None:
 
 def _run_harness(spec, workspace, backend, python, env_dir, support, script, **callbacks):
     limits = spec.limits
-    control_path = workspace.ctl / "control.marshal"
-    ro_paths = [support, env_dir, workspace.ctl]
-    prefix = base_prefix(env_dir)
+    ro_paths = [support, env_dir]
+    prefix = _base_prefix(env_dir)
     if prefix is not None and prefix != Path("/usr"):
         ro_paths.append(prefix)
     tmp = "/tmp" if backend == "bwrap" else str(workspace.tmp)  # noqa: S108 - private tmpfs
@@ -162,7 +161,7 @@ def _run_harness(spec, workspace, backend, python, env_dir, support, script, **c
         control = {
             "workdir": str(workspace.work),
             "support_dir": str(support),
-            "site_dirs": [str(p) for p in site_packages(env_dir)],
+            "site_dirs": _site_dirs(env_dir),
             "prefix": str(env_dir),
             "script": str(script),
             "call_style": spec.call_style,
@@ -173,26 +172,34 @@ def _run_harness(spec, workspace, backend, python, env_dir, support, script, **c
             "result_bytes": limits.result_bytes,
             "rlimits": rlimits(limits),
         }
-        control_path.write_bytes(marshal.dumps(control))
-        os.chmod(control_path, 0o644)
-        env = sandbox.scrubbed_env(
-            env_dir=env_dir,
-            home=workspace.work,
-            tmp=tmp,
-            run_id=spec.run_id,
-            progress_fd=progress_fd,
-        )
-        inner = [str(python), "-I", "-S", "-u", "-c", LAUNCHER, str(support), str(control_path)]
-        return sandbox.spawn(
-            backend,
-            inner,
-            work=workspace.work,
-            ro_paths=ro_paths,
-            network=limits.network,
-            tmp_bytes=max(limits.max_total_file_bytes, 1 << 20),
-            env=env,
-            pass_fds=(result_fd, progress_fd),
-        )
+        # The control record travels in an anonymous memory file whose fd the harness
+        # reads and closes first: nothing on disk, no control dir to bind into bwrap.
+        control_fd = os.memfd_create("scriptorium-control", os.MFD_CLOEXEC)
+        try:
+            data = memoryview(marshal.dumps(control))
+            while data:
+                data = data[os.write(control_fd, data) :]
+            os.lseek(control_fd, 0, os.SEEK_SET)
+            env = sandbox.scrubbed_env(
+                env_dir=env_dir,
+                home=workspace.work,
+                tmp=tmp,
+                run_id=spec.run_id,
+                progress_fd=progress_fd,
+            )
+            inner = [str(python), "-I", "-S", "-u", "-c", LAUNCHER, str(support), str(control_fd)]
+            return sandbox.spawn(
+                backend,
+                inner,
+                work=workspace.work,
+                ro_paths=ro_paths,
+                network=limits.network,
+                tmp_bytes=max(limits.max_total_file_bytes, 1 << 20),
+                env=env,
+                pass_fds=(result_fd, progress_fd, control_fd),
+            )
+        finally:
+            os.close(control_fd)
 
     return watch(
         start,
@@ -203,6 +210,17 @@ def _run_harness(spec, workspace, backend, python, env_dir, support, script, **c
         log_limit=limits.log_bytes,
         **callbacks,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _site_dirs(env_dir: Path) -> list[str]:
+    """The environment's site-packages folders (a ready environment never changes)."""
+    return [str(p) for p in site_packages(env_dir)]
+
+
+@functools.lru_cache(maxsize=64)
+def _base_prefix(env_dir: Path) -> Path | None:
+    return base_prefix(env_dir)
 
 
 def _outcome(spec, pr: ProcessResult, backend: str):

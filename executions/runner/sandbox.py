@@ -78,6 +78,11 @@ def _switch_user() -> tuple[list[str], dict]:
 
 
 @functools.cache
+def _bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+@functools.cache
 def _setpriv_path() -> str | None:
     return shutil.which("setpriv", path="/usr/bin:/bin")
 
@@ -118,7 +123,7 @@ def _bwrap_check(path: str, uid_key: tuple) -> str:
 
 def bwrap_problem() -> str:
     """'' when bwrap is usable, else the reason (missing, or failing to start)."""
-    path = shutil.which("bwrap")
+    path = _bwrap_path()
     if not path:
         return "bwrap is not installed (apt-get install bubblewrap)"
     return _bwrap_check(path, (settings.RUN_UID, settings.RUN_GID))
@@ -222,7 +227,7 @@ def bwrap_command(
     tmp_bytes: int,
 ) -> list[str]:
     """The bubblewrap command line around ``inner``. Paths keep their names inside."""
-    args = [shutil.which("bwrap") or "bwrap", "--unshare-all"]
+    args = [_bwrap_path() or "bwrap", "--unshare-all"]
     if network:
         args.append("--share-net")
     args += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]

@@ -1,8 +1,9 @@
 """Per-run directories: ``WORKSPACES_DIR/<run>-<random>/`` holds ``work/`` (the
-script's working directory, the only place it may write), ``tmp/`` (its TMPDIR under
-the rlimit backend) and ``ctl/`` (the harness's control file, read-only to it)."""
+script's working directory, the only place it may write) and, under the rlimit
+backend, ``tmp/`` (its TMPDIR; bwrap gives a private /tmp instead)."""
 
 import os
+import queue
 import re
 import secrets
 import shutil
@@ -61,8 +62,7 @@ def ensure_traversable(path: Path) -> None:
 class Workspace:
     root: Path
     work: Path
-    tmp: Path
-    ctl: Path
+    tmp: Path | None
     baseline: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def snapshot(self) -> None:
@@ -71,16 +71,45 @@ class Workspace:
         self.baseline = _listing(self.work)
 
     def remove(self) -> None:
-        """Take the run directory away now (a rename) and delete it in a background
-        thread: deleting directories that were bind-mounted into a sandbox that is
-        still being torn down costs milliseconds each, off the run's critical path."""
+        """Take the run directory away now (a rename) and delete it in the background
+        (one long-lived remover thread per process): deleting directories that were
+        bind-mounted into a sandbox that is still being torn down costs milliseconds
+        each, off the run's critical path. What a crash leaves is pruned later."""
         trash = self.root.with_name(f".trash-{self.root.name}")
         try:
             os.rename(self.root, trash)
         except OSError:
             remove_tree(self.root)
             return
-        threading.Thread(target=remove_tree, args=(trash,), daemon=True).start()
+        _remover().put(trash)
+
+
+_removal: tuple[int, threading.Thread, queue.SimpleQueue] | None = None
+_removal_lock = threading.Lock()
+
+
+def _remover() -> queue.SimpleQueue:
+    """The queue of the remover thread, started (again) when this process has none
+    alive: after a fork only the forking thread exists in the child."""
+    global _removal
+    with _removal_lock:
+        if _removal is None or _removal[0] != os.getpid() or not _removal[1].is_alive():
+            work: queue.SimpleQueue = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=_remove_forever, args=(work,), name="workspace-remover", daemon=True
+            )
+            thread.start()
+            _removal = (os.getpid(), thread, work)
+        return _removal[2]
+
+
+def _remove_forever(work: queue.SimpleQueue) -> None:
+    while True:
+        path = work.get()
+        try:
+            remove_tree(path)
+        except Exception:  # noqa: BLE001, S110 - never let one bad tree stop the remover
+            pass
 
 
 def _listing(top: Path) -> dict[str, tuple[int, int]]:
@@ -93,24 +122,25 @@ def _listing(top: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-def create_workspace(run_id: str) -> Workspace:
+def create_workspace(run_id: str, *, with_tmp: bool = True) -> Workspace:
     """A fresh run directory, owned so that the run uid can write ``work`` and
-    ``tmp`` and only read ``ctl``."""
+    ``tmp`` (made only ``with_tmp``)."""
     top = Path(settings.WORKSPACES_DIR)
     if not top.is_dir() or stat.S_IMODE(top.stat().st_mode) & 0o044:
         ensure_traversable(top)
         os.chmod(top, 0o711)  # runs share a uid under rlimit: they must not list others
     root = top / f"{safe_id(run_id)}-{secrets.token_hex(4)}"
     root.mkdir(mode=0o711)
-    work, tmp, ctl = root / "work", root / "tmp", root / "ctl"
-    for path, mode in ((work, 0o700), (tmp, 0o700), (ctl, 0o755)):
-        path.mkdir(mode=mode)
+    work, tmp = root / "work", (root / "tmp" if with_tmp else None)
+    owned = [work] if tmp is None else [work, tmp]
+    for path in owned:
+        path.mkdir(mode=0o700)
     os.chmod(root, 0o711)
     uid, gid = settings.RUN_UID, settings.RUN_GID
     if uid is not None and os.geteuid() == 0:
-        for path in (work, tmp):
+        for path in owned:
             os.chown(path, uid, gid if gid is not None else uid)
-    return Workspace(root=root, work=work, tmp=tmp, ctl=ctl)
+    return Workspace(root=root, work=work, tmp=tmp)
 
 
 def give_to_run_user(path: Path) -> None:

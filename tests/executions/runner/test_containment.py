@@ -446,3 +446,23 @@ def test_etc_copy_follows_changes_and_keeps_modes(tmp_path, monkeypatch):
     second = etc_dir()
     assert second != first
     assert (second / "passwd").read_text() == "root:x:0:0\nnew:x:1:1\n"
+
+
+def test_control_record_is_closed_before_the_script_runs(run, backend):
+    r = run(
+        """
+        import os
+        def main():
+            links = []
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    links.append(os.readlink(f"/proc/self/fd/{fd}"))
+                except OSError:
+                    pass
+            return {"links": links, "ctl": os.path.exists("../ctl")}
+        """,
+        inputs={},
+    )
+    assert r.status == "succeeded", r.log
+    assert not any("scriptorium-control" in link for link in r.result["links"]), r.result
+    assert r.result["ctl"] is False

@@ -221,25 +221,21 @@ def test_harness_launcher_uses_the_precompiled_module_and_env_site_dirs(tmp_path
         "result_bytes": 10_000,
         "rlimits": [],
     }
-    (tmp_path / "control").write_bytes(marshal.dumps(control))
-    cmd = [
-        sys.executable,
-        "-v",
-        "-I",
-        "-S",
-        "-u",
-        "-c",
-        LAUNCHER,
-        str(support),
-        str(tmp_path / "control"),
-    ]
+    control_fd = os.memfd_create("control")
+    os.write(control_fd, marshal.dumps(control))
+    os.lseek(control_fd, 0, os.SEEK_SET)
+    cmd = [sys.executable, "-v", "-I", "-S", "-u", "-c", LAUNCHER, str(support), str(control_fd)]
     try:
         proc = subprocess.run(
-            cmd, pass_fds=(result_w, progress_w), capture_output=True, timeout=30, check=False
+            cmd,
+            pass_fds=(result_w, progress_w, control_fd),
+            capture_output=True,
+            timeout=30,
+            check=False,
         )
     finally:
-        os.close(result_w)
-        os.close(progress_w)
+        for fd in (result_w, progress_w, control_fd):
+            os.close(fd)
     with os.fdopen(result_r, "rb") as fh:
         record = json.loads(fh.read())
     os.close(progress_r)
