@@ -12,7 +12,8 @@ GOOD_KEY = "k" * 20 + "-Zq8#u2!vR0pLm4xN7w@e9Ts1yB6cHjK3fD5gA"
 
 
 def _run(args, **env_overrides):
-    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")}
+    unset = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(DJANGO_SETTINGS_MODULE="config.settings.production", **env_overrides)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
