@@ -140,16 +140,7 @@ class EmailParameterForm(forms.ModelForm):
 
     class Meta:
         model = EmailParameter
-        fields = [
-            "param_code",
-            "smtp_server",
-            "smtp_port",
-            "smtp_account_name",
-            "smtp_mail_id",
-            "application_name",
-            "smtp_ssl_flag",
-            "is_active",
-        ]
+        fields = ["param_code", *services.PARAM_FIELDS]
 
 
 @admin.register(EmailParameter)
