@@ -177,3 +177,26 @@ def test_workspace_dirs_are_reachable_by_the_run_uid(settings):
     while trash.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not trash.exists()
+
+
+def test_workspace_removal_works_again_in_a_forked_process(settings):
+    """The remover thread does not survive fork(): a forked worker starts its own."""
+    from executions.runner.workspace import create_workspace
+
+    first = create_workspace("parent")
+    first.remove()  # starts the parent's remover
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its workspace is really deleted
+        code = 1
+        try:
+            ws = create_workspace("child")
+            ws.remove()
+            trash = ws.root.with_name(f".trash-{ws.root.name}")
+            deadline = time.monotonic() + 5
+            while trash.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            code = 0 if not trash.exists() and not ws.root.exists() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
