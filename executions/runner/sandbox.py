@@ -65,7 +65,7 @@ def _switch_user() -> tuple[list[str], dict]:
         return [], {}
     setpriv = _setpriv_path()
     if setpriv:
-        uid, gid = user
+        uid, gid = _id_names(*user)
         return [
             setpriv,
             f"--reuid={uid}",
@@ -75,6 +75,31 @@ def _switch_user() -> tuple[list[str], dict]:
             "--",
         ], {}
     return [], {"user": user[0], "group": user[1], "extra_groups": [], "preexec_fn": _no_new_privs}
+
+
+@functools.cache
+def _id_names(uid: int, gid: int) -> tuple[str, str]:
+    """The user and group names setpriv should be given for uid/gid: the name when it
+    maps back to exactly that id in the files database, else the number. setpriv looks
+    every argument up as a name first; a number misses /etc/passwd and loads the next
+    NSS module (systemd) on every run, about 1 ms."""
+    import grp
+    import pwd
+
+    user, group = str(uid), str(gid)
+    try:
+        name = pwd.getpwuid(uid).pw_name
+        if pwd.getpwnam(name).pw_uid == uid and not name.isdigit():
+            user = name
+    except KeyError:
+        pass
+    try:
+        name = grp.getgrgid(gid).gr_name
+        if grp.getgrnam(name).gr_gid == gid and not name.isdigit():
+            group = name
+    except KeyError:
+        pass
+    return user, group
 
 
 @functools.cache

@@ -466,3 +466,25 @@ def test_control_record_is_closed_before_the_script_runs(run, backend):
     assert r.status == "succeeded", r.log
     assert not any("scriptorium-control" in link for link in r.result["links"]), r.result
     assert r.result["ctl"] is False
+
+
+def test_a_run_uid_without_a_name_is_switched_to_by_number(run, backend, settings):
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("only a root server switches users")
+    uid = next(u for u in range(54321, 54400) if not _has_passwd_entry(pwd, u))
+    settings.RUN_UID = settings.RUN_GID = uid
+    assert sandbox._id_names(uid, uid) == (str(uid), str(uid))
+    assert sandbox._id_names(0, 0) == ("root", "root")
+    r = run("import os\ndef main():\n    return {'ids': os.getresuid() + os.getresgid()}\n")
+    assert r.status == "succeeded", r.log
+    assert r.result == {"ids": [uid] * 6}
+
+
+def _has_passwd_entry(pwd, uid):
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
