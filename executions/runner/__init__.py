@@ -25,6 +25,7 @@ __all__ = [
     "ensure_environment",
     "limits_for",
     "run_script",
+    "sandbox_backend_name",
 ]
 
 
@@ -61,6 +62,14 @@ class RunOutcome:
     files: list[CollectedFile] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)  # "name: reason"
     duration_seconds: float = 0.0
+
+
+def sandbox_backend_name() -> str:
+    """The backend runs use now ("bwrap" or "rlimit"; SANDBOX_BACKEND, auto resolved).
+    Raises sandbox.SandboxUnavailable when bwrap is forced and cannot run."""
+    from .sandbox import backend_name
+
+    return backend_name()
 
 
 @contextmanager

@@ -200,3 +200,15 @@ def test_workspace_removal_works_again_in_a_forked_process(settings):
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_sandbox_backend_name_resolves_the_setting(settings):
+    from executions.runner import sandbox_backend_name
+
+    settings.SANDBOX_BACKEND = "rlimit"
+    assert sandbox_backend_name() == "rlimit"
+    settings.SANDBOX_BACKEND = "auto"
+    assert sandbox_backend_name() == sandbox.available_backends()[0]
+    settings.SANDBOX_BACKEND = "nonsense"
+    with pytest.raises(sandbox.SandboxUnavailable):
+        sandbox_backend_name()
