@@ -35,6 +35,7 @@ _ETC_FILES = (
 ).split()
 _ETC_DIRS = "ld.so.conf.d ssl ca-certificates pki alternatives".split()
 _ETC_ROOT = "/etc"
+_LOCALE_VARS = ("LANG", "LC_ALL")
 _etc_ready: set[Path] = set()
 
 
@@ -250,8 +251,10 @@ def bwrap_command(
     ro_paths: list[Path],
     network: bool,
     tmp_bytes: int,
+    setenv: dict | None = None,
 ) -> list[str]:
-    """The bubblewrap command line around ``inner``. Paths keep their names inside."""
+    """The bubblewrap command line around ``inner``. Paths keep their names inside;
+    ``setenv`` is added to the environment ``inner`` gets."""
     args = [_bwrap_path() or "bwrap", "--unshare-all"]
     if network:
         args.append("--share-net")
@@ -264,8 +267,10 @@ def bwrap_command(
     for path in ro_paths:
         if not str(path).startswith("/usr/"):
             args += ["--ro-bind", str(path), str(path)]
-    args += ["--bind", str(work), str(work), "--remount-ro", "/", "--chdir", str(work), "--"]
-    return args + inner
+    args += ["--bind", str(work), str(work), "--remount-ro", "/", "--chdir", str(work)]
+    for name, value in (setenv or {}).items():
+        args += ["--setenv", name, value]
+    return [*args, "--", *inner]
 
 
 def spawn(
@@ -284,8 +289,17 @@ def spawn(
     unprivileged uid, ``pass_fds`` kept open. The caller reads ``proc.stdout``."""
     argv = inner
     if backend == "bwrap":
+        # setpriv and bwrap need no locale: without LANG/LC_ALL they load none (about
+        # 0.5 ms); bwrap puts them back into the harness's environment.
+        locale = {name: env[name] for name in _LOCALE_VARS if name in env}
+        env = {name: value for name, value in env.items() if name not in locale}
         argv = bwrap_command(
-            inner, work=work, ro_paths=ro_paths, network=network, tmp_bytes=tmp_bytes
+            inner,
+            work=work,
+            ro_paths=ro_paths,
+            network=network,
+            tmp_bytes=tmp_bytes,
+            setenv=locale,
         )
     prefix, user_kwargs = _switch_user()
     return subprocess.Popen(

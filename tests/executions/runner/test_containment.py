@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -333,13 +334,21 @@ def test_script_runs_unprivileged_with_no_groups_or_capabilities(run, backend):
     privileges through set-uid programs."""
     r = run(
         """
+        import os
         def main():
             with open("/proc/self/status") as fh:
-                return {k: v.split() for k, v in (line.split(":", 1) for line in fh)}
+                status = {k: v.split() for k, v in (line.split(":", 1) for line in fh)}
+            return {"status": status, "env": dict(os.environ)}
         """
     )
     assert r.status == "succeeded", r.log
-    status = r.result
+    status = r.result["status"]
+    env = r.result["env"]
+    assert env["LANG"] == env["LC_ALL"] == "C.UTF-8"  # bwrap: put back by --setenv
+    names = set(
+        sandbox.scrubbed_env(env_dir=Path("e"), home=Path("h"), tmp="t", run_id="r", progress_fd=0)
+    )
+    assert set(env) == (names | {"PWD"} if backend == "bwrap" else names)  # bwrap sets PWD
     user = sandbox.run_user()
     if user is not None:
         assert status["Uid"] == [str(user[0])] * 4
