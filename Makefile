@@ -35,7 +35,8 @@ run: install
 	$(BIN)/python manage.py load_samples
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo "Scriptorium: http://127.0.0.1:$(PORT)/admin/  API docs: http://127.0.0.1:$(PORT)/api/docs/  (Ctrl-C stops)"
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT)
+	SITE_URL="$${SITE_URL:-http://127.0.0.1:$(PORT)}" PATH="$(CURDIR)/$(BIN):$$PATH" \
+		$(BIN)/honcho start -f Procfile -p $(PORT)
 
 test: install-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -104,6 +104,7 @@ class InvitationViewSet(
 
     permission_classes = [IsAdminUser]
     serializer_class = InvitationSerializer
+    lookup_value_regex = r"\d+"
     queryset = Invitation.objects.select_related("invited_by")
 
     def perform_create(self, serializer):

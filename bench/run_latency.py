@@ -64,6 +64,7 @@ def main() -> None:
 
     from accounts.services import user_create
     from executions import runner
+    from executions.runner import sandbox
     from scripts.services import script_upload
 
     user = user_create(username="bench", email="bench@example.com", password=None)
@@ -114,7 +115,7 @@ def main() -> None:
     server.shutdown()
 
     floor_med, floor_p95 = summary(floor)
-    print(f"runs per figure: {runs}   sandbox backend: {runner.sandbox_backend_name()}")
+    print(f"runs per figure: {runs}   sandbox backend: {sandbox.backend_name()}")
     print(f"{'':34} {'median ms':>10} {'p95 ms':>10} {'x floor':>8}")
     for label, samples in [
         ("python -c pass (floor)", floor),

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from config.errors import ApplicationError
+from config.parsers import RequestTooLarge
 
 logger = logging.getLogger("scriptorium.api")
 
@@ -111,6 +112,42 @@ def exception_handler(exc, context):
         )
     set_rollback()
     return Response(error_body(code, message, details), status=status_code, headers=headers)
+
+
+_DRF_CODES.append((RequestTooLarge, "REQUEST_TOO_LARGE"))
+
+
+def api_not_found(request, *args, **kwargs):
+    """Any /api/ path nothing else matched: the error shape, also with DEBUG on."""
+    return JsonResponse(error_body("NOT_FOUND", "No such API endpoint."), status=404)
+
+
+class ApiTrailingSlashMiddleware:
+    """``POST /api/v1/executions`` works like ``.../executions/``: an /api/ path that
+    does not resolve but does with a trailing slash is served as such, instead of
+    Django's APPEND_SLASH redirect (which loses a POST body, or raises with DEBUG)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        path = request.path_info
+        if path.startswith("/api/") and not path.endswith("/"):
+            from django.urls import Resolver404, resolve
+
+            try:
+                match = resolve(path)
+            except Resolver404:
+                match = None
+            if match is None or match.func is api_not_found:
+                try:
+                    resolve(path + "/")
+                except Resolver404:
+                    pass
+                else:
+                    request.path_info = path + "/"
+                    request.path = request.path + "/"
+        return self.get_response(request)
 
 
 def _wants_json(request) -> bool:

@@ -1,9 +1,10 @@
 """URLs: the admin, the API under /api/v1/ (one include per app), docs, health."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from config.api import api_not_found
 from config.health import health
 
 api_v1 = [
@@ -22,6 +23,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("health/", health, name="health"),
+    re_path(r"^api/", api_not_found),  # last: unknown API paths answer in the error shape
 ]
 
 handler404 = "config.api.handler404"

@@ -76,7 +76,23 @@ class ExecutionSerializer(serializers.ModelSerializer):
         return {"percent": execution.progress_percent, "message": execution.progress_message}
 
 
-class ExecutionCreateSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, instead of dropping them silently."""
+
+    def validate(self, attrs):
+        unknown = (
+            sorted(set(self.initial_data) - set(self.fields))
+            if hasattr(self.initial_data, "keys")
+            else []
+        )
+        if unknown:
+            raise serializers.ValidationError(
+                {name: ["Unknown field for this endpoint."] for name in unknown}
+            )
+        return attrs
+
+
+class ExecutionCreateSerializer(StrictSerializer):
     script = serializers.CharField(max_length=1300, help_text="Script id or logical path")
     data = serializers.JSONField(
         required=False,
@@ -101,7 +117,7 @@ class ExecutionAcceptedSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
-class SyncRunRequestSerializer(serializers.Serializer):
+class SyncRunRequestSerializer(StrictSerializer):
     data = serializers.JSONField(required=False)
     timeout = serializers.IntegerField(required=False, min_value=1)
 

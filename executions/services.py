@@ -32,18 +32,27 @@ HEARTBEAT_SECONDS = 5
 CANCEL_POLL_SECONDS = 0.5
 
 
+MESSAGE_MAX_CHARS = 300
+
+
+def _short(message: str) -> str:
+    """jsonschema quotes the offending value: keep messages readable for huge inputs."""
+    return message if len(message) <= MESSAGE_MAX_CHARS else message[:MESSAGE_MAX_CHARS] + "..."
+
+
 def _validation_error(errors) -> ApplicationError:
     details: dict[str, list[str]] = {}
-    for error in errors:
+    for error in errors[:50]:
         path = "/".join(str(p) for p in error.absolute_path) or "non_field_errors"
         if error.validator == "required" and path == "non_field_errors":
             missing = error.message.split("'")[1] if "'" in error.message else path
             path = missing
-        details.setdefault(path, []).append(error.message)
+        details.setdefault(path, []).append(_short(error.message))
     return ApplicationError("VALIDATION_ERROR", "The inputs do not match the script.", details)
 
 
 def _validate_inputs(*, version, inputs: Any) -> dict:
+    _check_input_size(inputs)
     if not isinstance(inputs, dict):
         raise ApplicationError(
             "VALIDATION_ERROR",
@@ -58,6 +67,20 @@ def _validate_inputs(*, version, inputs: Any) -> dict:
     if errors:
         raise _validation_error(errors)
     return inputs
+
+
+def _check_input_size(inputs: Any) -> None:
+    import json
+
+    size = len(json.dumps(inputs, default=str))
+    if size > settings.RUN_INPUT_MAX_BYTES:
+        raise ApplicationError(
+            "INPUT_TOO_LARGE",
+            f"The inputs are {size} bytes; runs take at most {settings.RUN_INPUT_MAX_BYTES}. "
+            "Upload large data as a file and pass its key in input_files.",
+            {"data": [f"At most {settings.RUN_INPUT_MAX_BYTES} bytes of JSON."]},
+            status=413,
+        )
 
 
 def _clean_email_list(email_to) -> list[str]:
@@ -151,8 +174,19 @@ def execution_start(
             raise ApplicationError(
                 "VALIDATION_ERROR", "args must be a list of strings.", {"args": ["Bad type."]}
             )
-        argv = [a for a in args if "\x00" not in a]
+        _check_input_size(args)
+        if any("\x00" in a for a in args):
+            raise ApplicationError(
+                "VALIDATION_ERROR", "An argument holds a NUL byte.", {"args": ["NUL byte."]}
+            )
+        argv = list(args)
     else:
+        if args is not None:
+            raise ApplicationError(
+                "VALIDATION_ERROR",
+                "args are for command scripts without declared parameters; send data.",
+                {"args": ["Not accepted for this script."]},
+            )
         inputs = _validate_inputs(version=version, inputs=inputs)
         argv = script_selectors.script_version_argv(version=version, inputs=inputs)
     options = {"email_to": _clean_email_list(email_to), "timeout": _clean_timeout(timeout)}

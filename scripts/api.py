@@ -34,6 +34,7 @@ class FolderViewSet(viewsets.GenericViewSet):
     """Folders the user can see. PATCH renames/moves; DELETE needs ?recursive=true when
     the folder is not empty."""
 
+    lookup_value_regex = r"\d+"
     serializer_class = s.FolderSerializer
 
     def get_queryset(self):
@@ -113,6 +114,7 @@ class ScriptViewSet(viewsets.GenericViewSet):
     """Scripts the user can see (hidden ones are 404). Owners and staff may change or
     delete; others get 403."""
 
+    lookup_value_regex = r"\d+"
     serializer_class = s.ScriptSerializer
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 

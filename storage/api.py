@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from config.api import error_body
 from config.errors import ApplicationError, PermissionDeniedError
 from storage import selectors, services
-from storage.keys import prefix_validate
+from storage.keys import prefix_validate, upload_prefix_validate
 from storage.models import StoredFile
 from storage.streams import parse_range
 from storage.uploads import LimitedUploadHandler
@@ -64,7 +64,7 @@ class FileUploadView(APIView):
     def post(self, request):
         """Store the uploaded file under ``<prefix>/<random>.<ext>`` (never the client's
         name); 413 FILE_TOO_LARGE / QUOTA_EXCEEDED, 400 INVALID_KEY."""
-        prefix = prefix_validate(request.query_params.get("prefix") or DEFAULT_PREFIX)
+        prefix = upload_prefix_validate(request.query_params.get("prefix") or DEFAULT_PREFIX)
         serializer = UploadSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]

@@ -111,3 +111,16 @@ def clean_original_name(original_name) -> str:
         stem, dot, ext = name.rpartition(".")
         name = (stem[: 254 - len(ext)] + dot + ext) if dot and len(ext) < 20 else name[:255]
     return name or "file"
+
+
+# First segments that belong to the system: run files live under executions/<id>/.
+RESERVED_UPLOAD_PREFIXES = ("executions", ".health")
+
+
+def upload_prefix_validate(prefix) -> str:
+    """``prefix_validate`` for prefixes a user uploads under: also refuses the
+    reserved first segments (INVALID_KEY, 400), so user files never mix with run files."""
+    prefix = prefix_validate(prefix)
+    if prefix.split("/", 1)[0] in RESERVED_UPLOAD_PREFIXES:
+        raise _invalid(prefix, "this prefix is reserved for files made by Scriptorium")
+    return prefix

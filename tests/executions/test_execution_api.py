@@ -244,3 +244,40 @@ def test_report_email_with_attachments(api, upload, run_now):
     assert message.to == ["boss@example.com"] and "files.py" in message.subject
     assert {a[0] for a in message.attachments} == {"report.csv", "summary.json"}
     assert "Succeeded" in message.subject
+
+
+@pytest.mark.django_db
+def test_unknown_fields_and_misplaced_args_are_refused(api, upload):
+    upload(TYPED, name="greet.py")
+    sync = api.post("/api/v1/run/greet.py", {"data": {"name": "a"}, "args": ["x"]}, format="json")
+    assert "args" in assert_error(sync, 400, "VALIDATION_ERROR")["details"]
+    queued = api.post(
+        "/api/v1/executions/",
+        {"script": "greet.py", "data": {"name": "a"}, "args": ["x"]},
+        format="json",
+    )
+    assert "args" in assert_error(queued, 400, "VALIDATION_ERROR")["details"]
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_inputs_over_the_limit_are_413_and_make_no_row(api, upload, settings):
+    settings.RUN_INPUT_MAX_BYTES = 100
+    upload(TYPED, name="greet.py")
+    response = api.post(
+        "/api/v1/executions/", {"script": "greet.py", "data": {"name": "a" * 500}}, format="json"
+    )
+    assert_error(response, 413, "INPUT_TOO_LARGE")
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_validation_messages_stay_short_for_huge_values(api, upload):
+    upload(TYPED, name="greet.py")
+    response = api.post(
+        "/api/v1/executions/",
+        {"script": "greet.py", "data": {"name": ["x"] * 20000}},
+        format="json",
+    )
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert len(str(error["details"])) < 1000

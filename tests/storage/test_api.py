@@ -228,3 +228,17 @@ def test_missing_object_is_404_file_missing(store, api):
     key = upload(api, b"data").json()["key"]
     backend.delete_object(key)
     assert_error(api.get(f"/api/v1/files/{key}"), 404, "FILE_MISSING")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("prefix", ["executions", "executions/12", ".health"])
+def test_reserved_prefixes_are_refused_for_uploads(api, prefix):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from storage.models import StoredFile
+    from tests.helpers import assert_error
+
+    upload = SimpleUploadedFile("a.txt", b"hello")
+    response = api.post(f"/api/v1/files/upload?prefix={prefix}", {"file": upload})
+    assert_error(response, 400, "INVALID_KEY")
+    assert not StoredFile.objects.exists()
