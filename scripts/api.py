@@ -191,10 +191,8 @@ class ScriptViewSet(viewsets.GenericViewSet):
         )
         created = getattr(version, "is_new", False)
         self.kwargs["pk"] = version.script_id
-        return Response(
-            self.get_serializer(self.get_object()).data,
-            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-        )
+        body = {**self.get_serializer(self.get_object()).data, "warnings": version.warnings}
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     def retrieve(self, request, pk=None):
         return Response(self.get_serializer(self.get_object()).data)

@@ -122,7 +122,7 @@ def script_upload(
     it adds version N+1 and makes it current, unless the bytes equal the current
     version's: then nothing is added and the current version is returned. Nothing is
     written when any check fails. The returned version's ``is_new`` says whether it was
-    added by this call."""
+    added by this call, and its ``warnings`` what inspection noticed."""
     _require_active(user)
     _require_visible_folder(user, folder)
     name = validate_file_name(file_name)
@@ -163,8 +163,9 @@ def script_upload(
                 current = script.current_version
                 if current is not None and current.sha256 == sha256:
                     current.is_new = False
+                    current.warnings = inspection.warnings
                     return current
-            return _new_version(
+            version = _new_version(
                 script=script,
                 user=user,
                 source=source,
@@ -172,6 +173,8 @@ def script_upload(
                 size=len(content),
                 inspection=inspection,
             )
+            version.warnings = inspection.warnings
+            return version
     except IntegrityError:  # a concurrent upload of the same name won
         raise exists from None
 

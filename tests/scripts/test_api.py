@@ -231,3 +231,13 @@ def test_tree_nests_folders_and_root_scripts(api, user, upload):
     assert node_b["path"] == "a/b"
     assert node_b["scripts"][0]["kind"] == "function"
     assert node_b["scripts"][0]["version"] == 1
+
+
+@pytest.mark.django_db
+def test_upload_answer_carries_inspection_warnings(api):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("lonely.py", b"def main():\n    return {'a': 1}\n")
+    response = api.post("/api/v1/scripts/", {"file": upload}, format="multipart")
+    assert response.status_code == 201, response.content
+    assert any("nothing calls" in w for w in response.json()["warnings"])
