@@ -1,11 +1,11 @@
 """django-q2 entry points of the executions app (thin: ids in, services called)."""
 
-from executions import services
+from executions import services, worker
 
 
 def run_execution(execution_id: int) -> str | None:
     """Run one queued execution (a duplicate delivery does nothing)."""
-    execution = services.execution_run(execution_id=execution_id)
+    execution = worker.execution_run(execution_id=execution_id)
     return execution.status if execution else None
 
 

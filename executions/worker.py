@@ -1,0 +1,236 @@
+"""The worker side of a run: claim the queued row, carry it through the runner (the
+only code that starts processes), stream its log, keep its files, record the outcome.
+
+``execution_run`` is what a django-q2 worker calls; ``execution_run_and_wait`` is the
+sync API's way to run in a thread of the web process.
+"""
+
+import socket
+import threading
+import time
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from config.errors import ApplicationError
+from config.logging import get_logger
+from executions.logbook import LogWriter
+from executions.models import Artifact, Execution
+from scripts import selectors as script_selectors
+
+logger = get_logger("scriptorium.executions")
+
+HEARTBEAT_SECONDS = 5
+CANCEL_POLL_SECONDS = 0.5
+
+
+def _claim(execution_id: int) -> bool:
+    now = timezone.now()
+    worker = f"{socket.gethostname()}:{threading.get_native_id()}"
+    return bool(
+        Execution.objects.filter(pk=execution_id, status=Execution.Status.QUEUED).update(
+            status=Execution.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker[:255]
+        )
+    )
+
+
+class _RunWatch:
+    """The runner's should_cancel callback (called about 5 times a second): flushes
+    the log when due, heartbeats the row and notices a cancel request, touching the
+    run's row at most every CANCEL_POLL_SECONDS."""
+
+    def __init__(self, execution_id: int, log: LogWriter):
+        self.execution_id = execution_id
+        self.log = log
+        self.last_poll = 0.0
+        self.last_beat = time.monotonic()
+        self.cancelled = False
+
+    def __call__(self) -> bool:
+        self.log.flush_if_due()
+        now = time.monotonic()
+        if self.cancelled or now - self.last_poll < CANCEL_POLL_SECONDS:
+            return self.cancelled
+        self.last_poll = now
+        if now - self.last_beat >= HEARTBEAT_SECONDS:
+            Execution.objects.filter(pk=self.execution_id).update(heartbeat_at=timezone.now())
+            self.last_beat = now
+        self.cancelled = Execution.objects.filter(
+            pk=self.execution_id, cancel_requested_at__isnull=False
+        ).exists()
+        return self.cancelled
+
+
+def _progress_writer(execution_id: int):
+    last = {"at": 0.0}
+
+    def on_progress(percent: int, message: str) -> None:
+        now = time.monotonic()
+        if now - last["at"] < 0.2 and percent < 100:
+            return
+        last["at"] = now
+        Execution.objects.filter(pk=execution_id).update(
+            progress_percent=max(0, min(100, int(percent))), progress_message=str(message)[:500]
+        )
+
+    return on_progress
+
+
+def _build_spec(execution: Execution):
+    from executions import runner
+    from storage.models import StoredFile
+    from storage.services import file_open
+
+    version = execution.script_version
+    script = execution.script
+    requested = execution.options.get("timeout")
+    script_timeout = script.timeout_seconds if script else None
+    timeout = (
+        min(t for t in (requested, script_timeout) if t) if (requested or script_timeout) else None
+    )
+    limits = runner.limits_for(
+        timeout_seconds=timeout,
+        memory_mb=script.memory_mb if script else None,
+        network=script.network_allowed if script else None,
+    )
+    stored = {
+        f.key: f
+        for f in StoredFile.objects.filter(key__in=[f["key"] for f in execution.input_files])
+    }
+    input_files = [
+        runner.InputFile(
+            name=f["name"], open=(lambda sf=stored[f["key"]]: file_open(stored_file=sf))
+        )
+        for f in execution.input_files
+        if f["key"] in stored
+    ]
+    return runner.RunSpec(
+        run_id=str(execution.pk),
+        source=version.source,
+        filename=script.name if script else execution.script_path.rsplit("/", 1)[-1],
+        call_style=version.call_style,
+        inputs=execution.inputs,
+        argv=list(execution.argv),
+        requirements=script_selectors.script_version_requirements(version=version),
+        input_files=input_files,
+        limits=limits,
+    )
+
+
+def _store_artifacts(*, execution: Execution, outcome, log: LogWriter) -> None:
+    from storage.services import file_store
+
+    for collected in outcome.files:
+        try:
+            with open(collected.path, "rb") as fh:
+                stored = file_store(
+                    fileobj=fh,
+                    original_name=collected.relative_path.rsplit("/", 1)[-1],
+                    prefix=f"executions/{execution.pk}",
+                    owner=execution.requested_by,
+                    execution=execution,
+                )
+            Artifact.objects.create(
+                execution=execution,
+                stored_file=stored,
+                name=collected.relative_path,
+                category=collected.category,
+                size=stored.size,
+            )
+        except ApplicationError as exc:
+            log.write(f"\n[scriptorium] file {collected.relative_path} not kept: {exc.message}\n")
+    for skipped in outcome.skipped_files:
+        log.write(f"\n[scriptorium] file not kept: {skipped}\n")
+
+
+def execution_run(*, execution_id: int) -> Execution | None:
+    """Worker side: claim the queued run and carry it to a final status. Returns None
+    when another worker (or a cancel) got there first. Never raises for what the
+    script does; an internal error marks the run ``failed`` with INTERNAL_ERROR."""
+    from executions import runner
+
+    if not _claim(execution_id):
+        logger.info("execution already claimed", execution_id=execution_id)
+        return None
+    execution = Execution.objects.select_related("script", "script_version", "requested_by").get(
+        pk=execution_id
+    )
+    log = LogWriter(execution_id=execution_id)
+    fields: dict[str, Any] = {}
+    try:
+        if execution.script_version is None:
+            raise ApplicationError("SCRIPT_DELETED", "The script version was deleted.")
+        spec = _build_spec(execution)
+        with runner.run_script(
+            spec,
+            on_log=log.write,
+            on_progress=_progress_writer(execution_id),
+            should_cancel=_RunWatch(execution_id, log),
+        ) as outcome:
+            log.truncated = outcome.log_truncated
+            _store_artifacts(execution=execution, outcome=outcome, log=log)
+        fields = {
+            "status": outcome.status,
+            "exit_code": outcome.exit_code,
+            "result": outcome.result,
+            "error_code": outcome.error_code,
+            "error_message": outcome.error_message[:5000],
+            "peak_memory_kb": outcome.peak_memory_kb,
+            "cpu_time_ms": outcome.cpu_time_ms,
+        }
+        if outcome.status == "succeeded":
+            fields["progress_percent"] = 100
+    except ApplicationError as exc:
+        fields = {"status": "failed", "error_code": exc.code, "error_message": exc.message}
+    except Exception as exc:  # a bug of ours: the run must still end
+        logger.exception("execution crashed", execution_id=execution_id)
+        fields = {
+            "status": "failed",
+            "error_code": "INTERNAL_ERROR",
+            "error_message": f"Scriptorium failed to run the script ({exc.__class__.__name__}).",
+        }
+    log.close()
+    fields.update(finished_at=timezone.now(), log_size=log.size, log_truncated=log.truncated)
+    Execution.objects.filter(pk=execution_id, status=Execution.Status.RUNNING).update(**fields)
+    execution.refresh_from_db()
+    logger.info(
+        "execution finished",
+        execution_id=execution_id,
+        status=execution.status,
+        error_code=execution.error_code,
+    )
+    _deliver(execution)
+    return execution
+
+
+def _deliver(execution: Execution) -> None:
+    if not execution.options.get("email_to"):
+        return
+    from executions.delivery import report_send
+
+    try:
+        report_send(execution=execution)
+    except Exception:
+        logger.exception("run report could not be queued", execution_id=execution.pk)
+
+
+def execution_run_and_wait(*, execution: Execution, wait_seconds: float) -> Execution:
+    """Run a queued execution in a thread of this process and wait up to
+    ``wait_seconds`` for it; the run goes on after that (the caller answers 202)."""
+
+    def target():
+        try:
+            execution_run(execution_id=execution.pk)
+        finally:
+            connection.close()
+
+    if connection.in_atomic_block:
+        # The row is not committed yet: no other connection could claim it. Run here.
+        execution_run(execution_id=execution.pk)
+    else:
+        thread = threading.Thread(target=target, name=f"run-{execution.pk}", daemon=True)
+        thread.start()
+        thread.join(wait_seconds)
+    execution.refresh_from_db()
+    return execution
