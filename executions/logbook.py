@@ -13,9 +13,9 @@ class LogWriter:
     FLUSH_SECONDS or FLUSH_BYTES, so that followers see it live without one row per
     line. ``size`` counts the bytes written (UTF-8)."""
 
-    def __init__(self, *, execution_id: int):
+    def __init__(self, *, execution_id: int, first_seq: int = 1):
         self.execution_id = execution_id
-        self.seq = ExecutionLogChunk.objects.filter(execution_id=execution_id).count()
+        self.seq = first_seq - 1
         self.size = 0
         self.truncated = False
         self._parts: list[str] = []

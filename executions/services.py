@@ -8,6 +8,8 @@ code that starts processes), streams the log into ExecutionLogChunk rows, keeps 
 files as Artifacts and records the outcome.
 """
 
+import functools
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -45,6 +47,14 @@ def _validation_error(errors) -> ApplicationError:
     return ApplicationError("VALIDATION_ERROR", "The inputs do not match the script.", details)
 
 
+@functools.lru_cache(maxsize=256)
+def _validator_for(schema_json: str) -> jsonschema.Draft202012Validator:
+    """A compiled validator per distinct schema (schemas are small; runs are many)."""
+    return jsonschema.Draft202012Validator(
+        json.loads(schema_json), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
 def _validate_inputs(*, version, inputs: Any) -> dict:
     _check_input_size(inputs)
     if not isinstance(inputs, dict):
@@ -54,9 +64,7 @@ def _validate_inputs(*, version, inputs: Any) -> dict:
             {"data": ["Expected an object."]},
         )
     schema = script_selectors.script_version_schema(version=version) or {}
-    validator = jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
+    validator = _validator_for(json.dumps(schema, sort_keys=True))
     errors = sorted(validator.iter_errors(inputs), key=lambda e: list(e.absolute_path))
     if errors:
         raise _validation_error(errors)
@@ -64,8 +72,6 @@ def _validate_inputs(*, version, inputs: Any) -> dict:
 
 
 def _check_input_size(inputs: Any) -> None:
-    import json
-
     size = len(json.dumps(inputs, default=str))
     if size > settings.RUN_INPUT_MAX_BYTES:
         raise ApplicationError(

@@ -43,8 +43,7 @@ class _RunWatch:
     def __init__(self, execution_id: int, log: LogWriter):
         self.execution_id = execution_id
         self.log = log
-        self.last_poll = 0.0
-        self.last_beat = time.monotonic()
+        self.last_poll = self.last_beat = time.monotonic()  # just claimed: nothing to ask yet
         self.cancelled = False
 
     def __call__(self) -> bool:
@@ -94,16 +93,19 @@ def _build_spec(execution: Execution):
         memory_mb=script.memory_mb if script else None,
         network=script.network_allowed if script else None,
     )
-    stored = {
-        f.key: f
-        for f in StoredFile.objects.filter(key__in=[f["key"] for f in execution.input_files])
-    }
+    keys = [f["key"] for f in execution.input_files]
+    stored = {f.key: f for f in StoredFile.objects.filter(key__in=keys)} if keys else {}
+
+    def opener(key: str):
+        def open_stored():
+            if key not in stored:  # deleted since the run was queued: the run fails clearly
+                raise FileNotFoundError(f"input file {key} no longer exists")
+            return file_open(stored_file=stored[key])
+
+        return open_stored
+
     input_files = [
-        runner.InputFile(
-            name=f["name"], open=(lambda sf=stored[f["key"]]: file_open(stored_file=sf))
-        )
-        for f in execution.input_files
-        if f["key"] in stored
+        runner.InputFile(name=f["name"], open=opener(f["key"])) for f in execution.input_files
     ]
     return runner.RunSpec(
         run_id=str(execution.pk),

@@ -281,3 +281,33 @@ def test_validation_messages_stay_short_for_huge_values(api, upload):
     )
     error = assert_error(response, 400, "VALIDATION_ERROR")
     assert len(str(error["details"])) < 1000
+
+
+@pytest.mark.django_db
+def test_input_file_reaches_the_script_and_a_deleted_one_fails_the_run(api, user, upload):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from storage.models import StoredFile
+
+    upload("import sys\nprint(open(sys.argv[1]).read())\n", name="cat.py")
+    key = api.post(
+        "/api/v1/files/upload?prefix=inputs", {"file": SimpleUploadedFile("data.txt", b"hi!")}
+    ).json()["key"]
+    first = services.execution_start(
+        user=user, script_ref="cat.py", args=["data.txt"], input_files=[key], enqueue=False
+    )
+    services.execution_run(execution_id=first.pk)
+    first.refresh_from_db()
+    assert first.status == "succeeded"
+    assert "hi!" in api.get(f"/api/v1/executions/{first.pk}/log/").content.decode()
+
+    second = services.execution_start(
+        user=user, script_ref="cat.py", args=["data.txt"], input_files=[key], enqueue=False
+    )
+    StoredFile.objects.filter(key=key).delete()
+    services.execution_run(execution_id=second.pk)
+    second.refresh_from_db()
+    assert second.status == "failed" and second.error_code != "INTERNAL_ERROR"
+    assert "no longer exists" in second.error_message + "".join(
+        second.log_chunks.values_list("text", flat=True)
+    )
