@@ -11,6 +11,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.mark.slow
 def test_qcluster_worker_runs_a_task(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
@@ -32,8 +40,9 @@ def test_qcluster_worker_runs_a_task(tmp_path):
         timeout=180,
     )
     assert migrate.returncode == 0, migrate.stderr
+    # As the Procfile starts it, in a process group of its own (as honcho does).
     cluster = subprocess.Popen(
-        [*manage, "qcluster"],
+        [*manage, "run_worker"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -53,6 +62,10 @@ def test_qcluster_worker_runs_a_task(tmp_path):
         assert "Worker pid" in ping.stdout and "ran task" in ping.stdout
         worker_pid = int(ping.stdout.split("Worker pid ")[1].split()[0])
         assert worker_pid not in (os.getpid(), cluster.pid)
+        # Ctrl-C / honcho: the whole group gets SIGTERM; the cluster stops by itself.
+        os.killpg(cluster.pid, signal.SIGTERM)
+        assert cluster.wait(timeout=8) == 0
+        assert not _alive(worker_pid), "a cluster worker outlived the stop"
     finally:
         # SIGTERM to the cluster's main process only: it stops its own workers.
         cluster.send_signal(signal.SIGTERM)
