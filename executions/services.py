@@ -311,3 +311,23 @@ def environment_prepare(*, script) -> str:
             {"requirements": requirements, "output": ("".join(output) or str(exc))[-4000:]},
         )
     return str(python)
+
+
+def executions_prune(*, older_than_days: int, dry_run: bool = False) -> int:
+    """Delete finished runs that ended more than ``older_than_days`` ago, with their
+    logs, artifacts and files (storage deletes the objects after commit). Returns how
+    many runs were (or, with ``dry_run``, would be) deleted."""
+    if older_than_days <= 0:
+        raise ApplicationError(
+            "VALIDATION_ERROR", "older_than_days must be positive.", {"older_than_days": ["> 0"]}
+        )
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    old = Execution.objects.filter(status__in=Execution.FINISHED, finished_at__lt=cutoff)
+    count = old.count()
+    if not dry_run and count:
+        for _ in range(0, count, 500):
+            ids = list(old.values_list("pk", flat=True)[:500])
+            with transaction.atomic():
+                Execution.objects.filter(pk__in=ids).delete()
+    logger.info("executions pruned", count=count, dry_run=dry_run, days=older_than_days)
+    return count

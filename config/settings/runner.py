@@ -12,6 +12,8 @@ from .env import DATA_DIR, env
 SYNC_RUN_WAIT = env.float("SYNC_RUN_WAIT", default=30)
 # Inputs (JSON) of one run; larger data belongs in a file (input_files).
 RUN_INPUT_MAX_BYTES = env.int("RUN_INPUT_MAX_BYTES", default=1024 * 1024)
+# Finished runs older than this many days are deleted with their files (0: keep all).
+RUN_RETENTION_DAYS = env.int("RUN_RETENTION_DAYS", default=0)
 # A running run whose worker has not heartbeated for this long is marked "lost".
 RUN_HEARTBEAT_STALE_SECONDS = env.int("RUN_HEARTBEAT_STALE_SECONDS", default=60)
 # Run report e-mails attach files up to this many bytes in total; the rest are links.
