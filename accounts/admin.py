@@ -25,7 +25,7 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="Deactivate selected users")
     def deactivate(self, request, queryset):
-        count = services.user_set_active(users=queryset.exclude(pk=request.user.pk), active=False)
+        count = services.user_set_active(users=queryset, active=False, acting_user=request.user)
         self.message_user(request, f"{count} user(s) deactivated.", messages.SUCCESS)
 
     @admin.action(description="Reset password (the user gets a link by e-mail)")

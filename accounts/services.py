@@ -125,8 +125,12 @@ def user_ensure_admin(
     return user, generated
 
 
-def user_set_active(*, users, active: bool) -> int:
-    """Activate or deactivate the given users; returns how many changed."""
+def user_set_active(*, users, active: bool, acting_user: User | None = None) -> int:
+    """Activate or deactivate the given users; returns how many changed. Nobody can
+    deactivate themself (``acting_user`` is left out), so an admin never locks
+    themself out."""
+    if not active and acting_user is not None:
+        users = users.exclude(pk=acting_user.pk)
     return users.exclude(is_active=active).update(is_active=active)
 
 

@@ -1,6 +1,5 @@
 """Structured (JSON) logs with a request id on every line logged during a request."""
 
-import logging
 import re
 import uuid
 
@@ -81,5 +80,4 @@ class RequestIdMiddleware:
 
 def get_logger(name: str):
     """A structlog logger whose lines carry the current request id, if any."""
-    logging.getLogger(name)
     return structlog.get_logger(name)

@@ -8,7 +8,7 @@ from django.utils.html import format_html
 
 from config.errors import ApplicationError
 from executions import services
-from executions.logbook import log_text
+from executions.logbook import log_tail
 from executions.models import Artifact, Execution
 
 LOG_PREVIEW_CHARS = 20000
@@ -149,12 +149,9 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.display(description="log")
     def log_preview(self, execution):
-        text = log_text(execution_id=execution.pk)
-        if len(text) > LOG_PREVIEW_CHARS:
-            text = (
-                "[... earlier output cut; the full log is in the API ...]\n"
-                + text[-LOG_PREVIEW_CHARS:]
-            )
+        text, cut = log_tail(execution_id=execution.pk, chars=LOG_PREVIEW_CHARS)
+        if cut:
+            text = "[... earlier output cut; the full log is in the API ...]\n" + text
         return format_html('<pre style="max-height:40em;overflow:auto">{}</pre>', text)
 
     def get_urls(self):

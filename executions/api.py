@@ -277,10 +277,9 @@ class SyncRunView(APIView):
         ``success: false`` with the error, not an HTTP error."""
         serializer = SyncRunRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        ref = logical_path if logical_path.endswith(".py") else f"{logical_path}.py"
         execution = services.execution_start(
             user=request.user,
-            script_ref=ref,
+            script_ref=logical_path,
             inputs=serializer.validated_data.get("data"),
             timeout=serializer.validated_data.get("timeout"),
             source="sync",

@@ -15,7 +15,7 @@ def report_send(*, execution: Execution) -> int:
     recipients = execution.options.get("email_to") or []
     if not recipients:
         return 0
-    from executions.logbook import log_text
+    from executions.logbook import log_tail
 
     limit = settings.RUN_REPORT_ATTACH_MAX_BYTES
     artifacts = list(execution.artifacts.select_related("stored_file"))
@@ -26,11 +26,11 @@ def report_send(*, execution: Execution) -> int:
             used += artifact.size
         else:
             linked.append(artifact)
-    log = log_text(execution_id=execution.pk)
+    tail, _ = log_tail(execution_id=execution.pk, chars=4000)
     context = {
         "execution": execution,
         "site_url": settings.SITE_URL,
-        "log_tail": log[-4000:],
+        "log_tail": tail,
         "attached": attached,
         "linked": linked,
     }

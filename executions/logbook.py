@@ -58,3 +58,18 @@ def log_text(*, execution_id: int, after_seq: int = 0) -> str:
     """The run's log (from chunk ``after_seq`` on) as one string."""
     chunks = ExecutionLogChunk.objects.filter(execution_id=execution_id, seq__gt=after_seq)
     return "".join(chunks.values_list("text", flat=True))
+
+
+def log_tail(*, execution_id: int, chars: int) -> tuple[str, bool]:
+    """The last ``chars`` characters of the run's log and whether earlier output was
+    left out, reading chunks from the end only as far as needed."""
+    parts, total, more = [], 0, False
+    chunks = ExecutionLogChunk.objects.filter(execution_id=execution_id).order_by("-seq")
+    for text in chunks.values_list("text", flat=True).iterator(chunk_size=20):
+        if total >= chars:
+            more = True
+            break
+        parts.append(text)
+        total += len(text)
+    text = "".join(reversed(parts))
+    return text[-chars:], more or len(text) > chars

@@ -155,9 +155,9 @@ def execution_run(*, execution_id: int) -> Execution | None:
     if not _claim(execution_id):
         logger.info("execution already claimed", execution_id=execution_id)
         return None
-    execution = Execution.objects.select_related("script", "script_version", "requested_by").get(
-        pk=execution_id
-    )
+    execution = Execution.objects.select_related(
+        "script", "script_version__script", "requested_by"
+    ).get(pk=execution_id)
     log = LogWriter(execution_id=execution_id)
     fields: dict[str, Any] = {}
     try:

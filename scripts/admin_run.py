@@ -65,14 +65,13 @@ def run_view(model_admin, request, pk: int):
     schema = selectors.script_version_schema(version=version) if version else {}
     form = RunForm(request.POST or None, initial={"data": _initial_inputs(schema)})
     if request.method == "POST" and form.is_valid():
-        emails = [e.strip() for e in form.cleaned_data["email_to"].split(",") if e.strip()]
         try:
             execution = execution_start(
                 user=request.user,
                 script_ref=script.pk,
                 inputs=form.cleaned_data["data"],
                 args=form.cleaned_data["args"],
-                email_to=emails,
+                email_to=form.cleaned_data["email_to"],
                 timeout=form.cleaned_data["timeout"],
                 source="admin",
             )

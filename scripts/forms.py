@@ -84,19 +84,7 @@ class ScriptChangeForm(_SourceFileMixin, forms.ModelForm):
 
     class Meta:
         model = Script
-        fields = [
-            "name",
-            "folder",
-            "display_name",
-            "description",
-            "enabled",
-            "output_kind",
-            "timeout_seconds",
-            "memory_mb",
-            "network_allowed",
-            "extra_requirements",
-            "owner",
-        ]
+        fields = [*services.EDITABLE_SCRIPT_FIELDS, "owner"]
 
     def _file_name(self, upload) -> str:
         return self.instance.name

@@ -88,7 +88,10 @@ def script_get(*, user, ref: int | str) -> Script:
         if isinstance(ref, str):
             lookup |= Q(logical_path=ref)
     else:
-        lookup = Q(logical_path=str(ref).strip("/"))
+        path = str(ref).strip("/")
+        lookup = Q(logical_path=path)
+        if not path.endswith(".py"):  # "samples/hello" names samples/hello.py
+            lookup |= Q(logical_path=f"{path}.py")
     script = queryset.filter(lookup).order_by("pk").first()
     if script is None:
         raise NotFoundError(f"No script {ref!r}.", {"script": ref})

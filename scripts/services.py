@@ -17,7 +17,7 @@ from scripts.inspection.requirements import requirement_name
 from scripts.models import Folder, Script, ScriptVersion
 
 _UNSET = object()
-EDITABLE_SCRIPT_FIELDS = {
+EDITABLE_SCRIPT_FIELDS = (
     "name",
     "folder",
     "display_name",
@@ -28,7 +28,7 @@ EDITABLE_SCRIPT_FIELDS = {
     "memory_mb",
     "network_allowed",
     "extra_requirements",
-}
+)
 
 
 def _invalid(field: str, message: str, code: str = "VALIDATION_ERROR", status: int = 400):
@@ -192,7 +192,7 @@ def script_update(*, user, script: Script, **fields) -> Script:
     (409 SCRIPT_EXISTS when taken); extra_requirements must be requirement strings."""
     if not selectors.user_can_edit_script(user=user, script=script):
         raise PermissionDeniedError("Only the owner or staff may change this script.")
-    unknown = set(fields) - EDITABLE_SCRIPT_FIELDS
+    unknown = set(fields) - set(EDITABLE_SCRIPT_FIELDS)
     if unknown:
         raise _invalid(sorted(unknown)[0], f"Cannot change {', '.join(sorted(unknown))}.")
     if "name" in fields:

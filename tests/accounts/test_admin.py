@@ -84,3 +84,15 @@ def test_invitation_admin_resend_and_revoke(admin_client_, staff_user):
     assert invitation.status == "revoked"
     page = _action(admin_client_, "invitation", "resend", [invitation.pk])
     assert b"withdrawn" in page.content
+
+
+@pytest.mark.django_db
+def test_set_active_service_never_deactivates_the_acting_user(superuser, user):
+    from accounts import services
+
+    changed = services.user_set_active(
+        users=User.objects.all(), active=False, acting_user=superuser
+    )
+    superuser.refresh_from_db()
+    user.refresh_from_db()
+    assert changed == 1 and superuser.is_active and not user.is_active

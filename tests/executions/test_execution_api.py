@@ -311,3 +311,38 @@ def test_input_file_reaches_the_script_and_a_deleted_one_fails_the_run(api, user
     assert "no longer exists" in second.error_message + "".join(
         second.log_chunks.values_list("text", flat=True)
     )
+
+
+@pytest.mark.django_db
+def test_log_tail_reads_only_the_end(user, upload, django_assert_max_num_queries):
+    from executions.logbook import log_tail
+    from executions.models import ExecutionLogChunk
+
+    script = upload(TYPED)
+    execution = services.execution_start(
+        user=user, script_ref=script.pk, inputs={"name": "a"}, enqueue=False
+    )
+    ExecutionLogChunk.objects.bulk_create(
+        ExecutionLogChunk(execution=execution, seq=i, text=f"{i:04d}\n") for i in range(1, 501)
+    )
+    text, cut = log_tail(execution_id=execution.pk, chars=10)
+    assert text == "0499\n0500\n" and cut
+    with django_assert_max_num_queries(1):
+        log_tail(execution_id=execution.pk, chars=10)
+    whole, cut = log_tail(execution_id=execution.pk, chars=10_000)
+    assert whole.startswith("0001\n") and whole.endswith("0500\n") and not cut
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "key", ["../etc/passwd", "/etc/passwd", "uploads/\x00x", "nope/missing.txt"]
+)
+def test_bad_or_unknown_input_file_keys_are_refused(api, upload, key):
+    upload("import sys\nprint(sys.argv)\n", name="cmd.py")
+    response = api.post(
+        "/api/v1/executions/",
+        {"script": "cmd.py", "args": [], "input_files": [key]},
+        format="json",
+    )
+    assert "input_files" in assert_error(response, 400, "VALIDATION_ERROR")["details"]
+    assert not Execution.objects.exists()

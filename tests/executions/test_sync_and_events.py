@@ -160,3 +160,14 @@ def test_events_follow_a_live_run(user, upload):
     ticks = [t for t, f in seen if "tick" in f]
     assert len(ticks) >= 2 and ticks[-1] - ticks[0] > 0.3, "log arrived all at once, not live"
     assert '"succeeded"' in seen[-1][1]
+
+
+@pytest.mark.django_db
+def test_events_with_a_garbage_last_event_id_start_from_the_beginning(api, upload, run_now):
+    upload("def main(data: dict):\n    print('first line')\n    return {}\n", name="one.py")
+    run_id = run_now(api.post, "/api/v1/executions/", {"script": "one.py"}, format="json").json()[
+        "id"
+    ]
+    response = api.get(f"/api/v1/executions/{run_id}/events/", HTTP_LAST_EVENT_ID="abc")
+    assert response.status_code == 200
+    assert "first line" in "".join(f["data"] for f in _frames(response) if f["event"] == "log")
