@@ -19,7 +19,8 @@ __all__ = ["Inspection", "inspect_source", "parse_source"]
 @dataclass
 class Inspection:
     """What inspection found. ``kind`` is "function" or "command"; ``call_style`` is
-    "data" (main(data: dict)), "kwargs" (typed main) or "argv" (command script);
+    "data" (main(data: dict)), "kwargs" (typed main, or main() without parameters) or
+    "argv" (command script);
     ``input_schema`` is {} for command scripts (their schema comes from declared
     parameters); ``warnings`` are human-readable notes (never fatal)."""
 
@@ -64,26 +65,61 @@ def _has_parameters(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     return bool(a.posonlyargs or a.args or a.kwonlyargs or a.vararg or a.kwarg)
 
 
+def _is_main_test(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    consts = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return len(names) == 1 and len(consts) == 1
+
+
 def _has_main_guard(tree: ast.Module) -> bool:
     """True when the module has a top-level ``if __name__ == "__main__":`` block."""
-    for node in tree.body:
-        test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+    return any(isinstance(node, ast.If) and _is_main_test(node.test) for node in tree.body)
+
+
+def _calls_main_at_top_level(tree: ast.Module) -> bool:
+    """True when module-level code calls ``main`` (``main()``, ``exit(main())``,
+    ``sys.exit(main())``...): the script calls its own entry point when it runs.
+    Calls inside function, class and lambda bodies do not count."""
+    pending: list[ast.AST] = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            continue
         if (
-            isinstance(test, ast.Compare)
-            and isinstance(test.left, ast.Name)
-            and test.left.id == "__name__"
-            and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "main"
         ):
             return True
+        pending.extend(ast.iter_child_nodes(node))
     return False
 
 
 def inspect_source(source: str, *, filename: str) -> Inspection:
-    """Inspect a script without running it. A top-level ``def main`` with parameters
-    makes a function script (call_style "data" for ``main(data: dict)``-like signatures,
-    else "kwargs" with a schema inferred from the annotations); anything else is a
-    command script (call_style "argv"). Requirements come from PEP 723 metadata,
-    ``# Requirements:`` comments and imports (see ``requirements.find_requirements``)."""
+    """Inspect a script without running it.
+
+    The call rules, the same as at run time:
+
+    - a top-level ``def main`` with parameters makes a function script: call_style
+      "data" for ``main(data: dict)``-like signatures, else "kwargs" with a schema
+      inferred from the annotations. An ``if __name__ == "__main__":`` block does not
+      change that (it is for running the file by hand; the runner skips it);
+    - a top-level ``def main()`` without parameters makes a function script too
+      (call_style "kwargs", a schema that accepts only ``{}``): the runner calls
+      ``main()`` and its return value is the result. Unless the module runs it itself:
+      with an ``if __name__ == "__main__":`` block or a module-level call such as
+      ``exit(main())``, it is a command script, as under ``python script.py``;
+    - anything else (no ``main``, ``async def main``) is a command script
+      (call_style "argv").
+
+    Requirements come from PEP 723 metadata, ``# Requirements:`` comments and imports
+    (see ``requirements.find_requirements``)."""
     tree = parse_source(source, filename=filename)
     warnings: list[str] = []
     requirements = find_requirements(source, tree, filename=filename, warnings=warnings)
@@ -92,13 +128,9 @@ def inspect_source(source: str, *, filename: str) -> Inspection:
     if main is not None and isinstance(main, ast.AsyncFunctionDef):
         warnings.append("async def main is not supported; the script runs as a command script.")
         main = None
-    if main is None or not _has_parameters(main):
-        if main is not None and not _has_main_guard(tree):
-            warnings.append(
-                "main() takes no parameters, so this is a command script and nothing calls "
-                "main(): give it a parameter (e.g. main(data: dict)) to make a function "
-                'script, or add `if __name__ == "__main__": main()`.'
-            )
+    if main is None or (
+        not _has_parameters(main) and (_has_main_guard(tree) or _calls_main_at_top_level(tree))
+    ):
         return Inspection("command", "argv", {}, requirements, warnings, description)
     call_style, schema = function_schema(main, warnings=warnings)
     if call_style == "data":

@@ -260,9 +260,10 @@ def _is_data_signature(fn: ast.FunctionDef) -> bool:
 
 
 def function_schema(fn: ast.FunctionDef, *, warnings: list[str]) -> tuple[str, dict]:
-    """(call_style, schema) for a ``main`` with parameters: ("data", any object) for
+    """(call_style, schema) for a function script's ``main``: ("data", any object) for
     ``main(data: dict)``, else ("kwargs", an object schema with one property per
-    parameter, ``required`` for those without defaults, descriptions from the docstring)."""
+    parameter, ``required`` for those without defaults, descriptions from the docstring;
+    for ``main()`` an object with no properties, so only ``{}`` is accepted)."""
     summary, docs = parse_docstring(ast.get_docstring(fn) or "")
     if _is_data_signature(fn):
         schema = dict(ANY_OBJECT_SCHEMA)

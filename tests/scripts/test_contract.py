@@ -243,6 +243,24 @@ class TestCommandParameters:
         assert selectors.script_version_schema(version=version) == version.input_schema
         assert selectors.script_version_argv(version=version, inputs={"name": "x"}) == []
 
+    def test_parameterless_main_is_a_function_script_that_takes_no_inputs(self, user, upload):
+        import jsonschema
+
+        version = upload(user, "p.py", "def main() -> dict:\n    return {'n': 1}\n")
+        assert (version.kind, version.call_style) == ("function", "kwargs")
+        schema = selectors.script_version_schema(version=version)
+        jsonschema.validate({}, schema)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"x": 1}, schema)
+        assert selectors.script_version_argv(version=version, inputs={}) == []
+
+    def test_parameterless_main_run_by_its_main_block_stays_a_command(self, user, upload):
+        source = "import sys\ndef main():\n    return 0\n\nif __name__ == '__main__':\n"
+        version = upload(user, "c.py", source + "    sys.exit(main())\n")
+        assert (version.kind, version.call_style) == ("command", "argv")
+        version = upload(user, "e.py", "def main():\n    return 0\n\nexit(main())\n")
+        assert (version.kind, version.call_style) == ("command", "argv")
+
 
 @pytest.mark.django_db
 def test_version_requirements_merge_extras(user, upload):

@@ -178,14 +178,55 @@ def test_inspection_never_executes(tmp_path):
     assert not marker.exists()
 
 
-def test_parameterless_main_without_guard_warns_that_nothing_calls_it():
-    from scripts.inspection import inspect_source
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def main() -> dict:\n    return {'a': 1}\n",
+        "import sys\ndef main():\n    print('hi')\n\ndef helper():\n    main()\n",
+        "def main():\n    return {}\n\nclass K:\n    x = main\n\nf = lambda: main()\n",
+    ],
+)
+def test_parameterless_main_that_nothing_calls_is_a_function_script(source):
+    """Nothing in the module runs main(), so the runner calls it (no inputs) and its
+    return value is the result, instead of a command run that does nothing."""
+    found = inspect_source(source, filename="x.py")
+    assert (found.kind, found.call_style) == ("function", "kwargs")
+    assert found.input_schema["properties"] == {}
+    assert found.input_schema["additionalProperties"] is False
+    assert "required" not in found.input_schema
+    assert not any("nothing calls" in w for w in found.warnings)
 
-    found = inspect_source("def main():\n    return {'a': 1}\n", filename="x.py")
-    assert found.kind == "command"
-    assert any("nothing calls" in w for w in found.warnings)
-    guarded = inspect_source(
+
+def test_parameterless_main_takes_its_description_from_the_docstring():
+    found = inspect_source('def main():\n    """Count things."""\n    return {}\n', filename="x.py")
+    assert found.input_schema["description"] == "Count things."
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
         "def main():\n    print('hi')\n\nif __name__ == '__main__':\n    main()\n",
+        "def main():\n    return 0\n\nif '__main__' == __name__:\n    raise SystemExit(main())\n",
+        "def main():\n    print('unused')\n\nif __name__ == '__main__':\n    print('other')\n",
+        "def main():\n    return 0\n\nexit(main())\n",
+        "import sys\ndef main():\n    return 0\n\nsys.exit(main())\n",
+        "def main():\n    print('hi')\n\nmain()\n",
+        "def main():\n    return 0\n\ntry:\n    code = main()\nfinally:\n    print('done')\n",
+    ],
+)
+def test_parameterless_main_the_module_runs_itself_is_a_command_script(source):
+    """A ``__main__`` block or a module-level call runs main under ``python script.py``:
+    the script stays a command script and the runner does not call main again."""
+    found = inspect_source(source, filename="x.py")
+    assert (found.kind, found.call_style, found.input_schema) == ("command", "argv", {})
+    assert not found.warnings
+
+
+def test_main_with_parameters_and_a_main_block_stays_a_function_script():
+    found = inspect_source(
+        "def main(name: str = 'x'):\n    return {'n': name}\n\n"
+        "if __name__ == '__main__':\n    print(main('world'))\n",
         filename="x.py",
     )
-    assert not any("nothing calls" in w for w in guarded.warnings)
+    assert (found.kind, found.call_style) == ("function", "kwargs")
+    assert found.input_schema["properties"] == {"name": {"type": "string", "default": "x"}}
