@@ -8,9 +8,18 @@ with no internals in the body; the traceback goes to the log with the request id
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import (
+    BadRequest,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -72,11 +81,48 @@ def _drf_error(exc: exceptions.APIException) -> tuple[str, str, dict]:
     return code, message, details
 
 
+def django_request_error(exc: Exception) -> tuple[int, str, str, dict] | None:
+    """``(status, code, message, details)`` for the errors Django raises while it reads
+    a request (its size and count limits, other suspicious or bad requests), or None
+    for any other exception. Used inside DRF views and outside them (handler400)."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return (
+            413,
+            "REQUEST_TOO_LARGE",
+            f"The form fields of a request are limited to {limit} bytes; "
+            "send large data as a file.",
+            {"limit_bytes": limit},
+        )
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return (
+            400,
+            "TOO_MANY_FIELDS",
+            f"A request may carry at most {limit} query or form fields.",
+            {"limit": limit},
+        )
+    if isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        return (
+            400,
+            "TOO_MANY_FILES",
+            f"A request may carry at most {limit} files.",
+            {"limit": limit},
+        )
+    if isinstance(exc, SuspiciousOperation | BadRequest):
+        return 400, "BAD_REQUEST", "The request could not be read.", {}
+    return None
+
+
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: turn any exception into the one error shape."""
     headers = {}
+    django_error = django_request_error(exc)
     if isinstance(exc, ApplicationError):
         code, message, details, status_code = exc.code, exc.message, exc.details, exc.status
+    elif django_error is not None:
+        status_code, code, message, details = django_error
     elif isinstance(exc, Http404):
         code, message, details, status_code = "NOT_FOUND", "Not found.", {}, 404
     elif isinstance(exc, DjangoPermissionDenied):
@@ -117,8 +163,11 @@ def exception_handler(exc, context):
 _DRF_CODES.append((RequestTooLarge, "REQUEST_TOO_LARGE"))
 
 
+@csrf_exempt
 def api_not_found(request, *args, **kwargs):
-    """Any /api/ path nothing else matched: the error shape, also with DEBUG on."""
+    """Any /api/ path nothing else matched, with any method: the error shape, also
+    with DEBUG on (CSRF-exempt: there is nothing to protect, and the CSRF check would
+    answer a POST/PATCH/DELETE with an HTML 403 page first)."""
     return JsonResponse(error_body("NOT_FOUND", "No such API endpoint."), status=404)
 
 
@@ -161,6 +210,33 @@ def handler404(request, exception=None):
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
+
+
+def handler400(request, exception=None):
+    """400 (and 413) outside DRF views: Django's request limits in the error shape
+    under /api/, Django's page elsewhere."""
+    if _wants_json(request):
+        status_code, code, message, details = django_request_error(exception) or (
+            400,
+            "BAD_REQUEST",
+            "The request could not be read.",
+            {},
+        )
+        return JsonResponse(error_body(code, message, details), status=status_code)
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: the error shape under /api/ (a session-authenticated unsafe
+    request without its token), Django's page elsewhere."""
+    if _wants_json(request):
+        body = error_body("CSRF_FAILED", f"CSRF verification failed: {reason}")
+        return JsonResponse(body, status=403)
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    return django_csrf_failure(request, reason=reason)
 
 
 def handler500(request):

@@ -4,8 +4,9 @@ settings can import them without importing DRF's views."""
 import io
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import FormParser, JSONParser
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -32,3 +33,18 @@ class BoundedJSONParser(JSONParser):
             return super().parse(io.BytesIO(body), media_type, parser_context)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - nested too deeply.")
+
+
+class BoundedFormParser(FormParser):
+    """DRF's urlencoded form parser, held to Django's own DATA_UPLOAD_MAX_MEMORY_SIZE
+    (DRF reads the stream itself, so Django's check never runs): a larger body raises
+    Django's RequestDataTooBig, which the exception handler answers with 413."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and stream is not None:
+            body = stream.read(limit + 1)
+            if len(body) > limit:
+                raise RequestDataTooBig("Request body exceeded DATA_UPLOAD_MAX_MEMORY_SIZE.")
+            stream = io.BytesIO(body)
+        return super().parse(stream, media_type, parser_context)

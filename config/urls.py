@@ -26,5 +26,6 @@ urlpatterns = [
     re_path(r"^api/", api_not_found),  # last: unknown API paths answer in the error shape
 ]
 
+handler400 = "config.api.handler400"
 handler404 = "config.api.handler404"
 handler500 = "config.api.handler500"

@@ -7,11 +7,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import ApplicationError, NotFoundError
+from config.parsers import BoundedFormParser, BoundedJSONParser
 from scripts import selectors, services
 from scripts import serializers as s
 from scripts.models import Folder
@@ -116,7 +117,7 @@ class ScriptViewSet(viewsets.GenericViewSet):
 
     lookup_value_regex = r"\d+"
     serializer_class = s.ScriptSerializer
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, BoundedFormParser, BoundedJSONParser]
 
     def get_queryset(self):
         return (

@@ -1,6 +1,8 @@
 """Inputs that used to escape the error shape: deep JSON, huge bodies, missing slashes,
 unknown API paths (also with DEBUG on), non-numeric ids."""
 
+import json
+
 import pytest
 from django.test import override_settings
 
@@ -57,3 +59,106 @@ def test_unknown_api_paths_answer_json_404(api, debug):
 )
 def test_non_numeric_ids_are_404(staff_api, path):
     assert_error(staff_api.get(path), 404, "NOT_FOUND")
+
+
+# Every endpoint that takes multipart bodies (POST), with a minimal URL.
+MULTIPART_ENDPOINTS = [
+    "/api/v1/executions/",
+    "/api/v1/folders/",
+    "/api/v1/scripts/",
+    "/api/v1/files/upload",
+    "/api/v1/mail/queue/",
+    "/api/v1/invitations/",
+    "/api/v1/run/some/script.py",
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", MULTIPART_ENDPOINTS)
+def test_multipart_field_over_django_limit_is_413(staff_api, settings, url):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = staff_api.post(url, {"pad": "a" * 5000}, format="multipart")
+    error = assert_error(response, 413, "REQUEST_TOO_LARGE")
+    assert error["details"] == {"limit_bytes": 1000}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", MULTIPART_ENDPOINTS)
+def test_too_many_form_fields_is_400(staff_api, settings, url):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    fields = {f"f{i}": "1" for i in range(20)}
+    assert_error(staff_api.post(url, fields, format="multipart"), 400, "TOO_MANY_FIELDS")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", MULTIPART_ENDPOINTS)
+def test_too_many_files_is_400(staff_api, settings, url):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    files = [SimpleUploadedFile(f"f{i}.txt", b"x") for i in range(3)]
+    assert_error(staff_api.post(url, {"file": files}, format="multipart"), 400, "TOO_MANY_FILES")
+
+
+@pytest.mark.django_db
+def test_urlencoded_body_over_django_limit_is_413(staff_api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = staff_api.post(
+        "/api/v1/folders/",
+        "name=" + "a" * 5000,
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert_error(response, 413, "REQUEST_TOO_LARGE")
+
+
+@pytest.mark.django_db
+def test_too_many_query_fields_is_400(api):
+    query = "&".join(f"f{i}=1" for i in range(1100))
+    assert_error(api.get(f"/api/v1/auth/me/?{query}"), 400, "TOO_MANY_FIELDS")
+
+
+def test_django_request_errors_outside_drf_views_answer_json(rf):
+    from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+
+    from config.api import handler400
+
+    def answer(request, exc):
+        response = handler400(request, exc)
+        response.json = lambda: json.loads(response.content)
+        return response
+
+    response = answer(rf.post("/api/v1/whatever/"), RequestDataTooBig("too big"))
+    assert_error(response, 413, "REQUEST_TOO_LARGE")
+    response = answer(rf.get("/api/v1/whatever/"), TooManyFieldsSent("many"))
+    assert_error(response, 400, "TOO_MANY_FIELDS")
+    assert handler400(rf.get("/admin/"), TooManyFieldsSent("many"))["Content-Type"].startswith(
+        "text/html"
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/folders/abc/",
+        "/api/v1/scripts/abc/",
+        "/api/v1/invitations/abc/",
+        "/api/v1/mail/queue/abc/requeue/",
+        "/api/v1/nonexistent/",
+    ],
+)
+def test_unsafe_methods_on_unknown_paths_are_json_404(staff_api, method, path):
+    response = getattr(staff_api, method)(path, {"name": "x"}, format="json")
+    assert_error(response, 404, "NOT_FOUND")
+
+
+@pytest.mark.django_db
+def test_csrf_failure_under_api_is_json(client, staff_user):
+    """A session-authenticated unsafe request without its CSRF token."""
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(staff_user)
+    response = browser.post("/api/v1/folders/", {"name": "x"})
+    assert_error(response, 403)
