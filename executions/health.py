@@ -25,11 +25,12 @@ def _reachable(path: Path) -> bool:
 
 @register_health_check("sandbox")
 def check_sandbox() -> dict:
-    """ok when the configured backend can run and, when scripts run as another uid,
-    the workspaces and environments directories are reachable by it."""
+    """ok when a backend can run scripts; ``isolating`` says whether it keeps runs away
+    from the server (ns, bwrap) or only limits their resources (rlimit). Under rlimit
+    with its own run uids, the workspaces and environments must be reachable by them."""
     info = sandbox.describe()
     info["ok"] = bool(info["backend"])
-    if sandbox.run_user() is not None:
+    if info["backend"] == "rlimit" and os.geteuid() == 0:
         for name in ("WORKSPACES_DIR", "ENVS_DIR"):
             reachable = _reachable(Path(getattr(settings, name)))
             info[f"{name.lower()}_reachable"] = reachable
@@ -38,27 +39,47 @@ def check_sandbox() -> dict:
             data_dir = Path(settings.DATA_DIR)
             if not reachable and not _reachable(data_dir.parent):
                 info["ok"] = False
+                info["problem"] = (
+                    f"{data_dir.parent} is not searchable by other users: the rlimit backend's "
+                    "run uids cannot reach the environments (use ns or bwrap, or move DATA_DIR)"
+                )
     return info
+
+
+def sandbox_rows() -> list[tuple[str, str]]:
+    """What protects runs, in plain words (the admin index, ``manage.py sandbox``)."""
+    info = sandbox.describe()
+    backend = info["backend"] or f"unavailable: {info.get('problem', '')}"
+    if info["backend"]:
+        backend += " (isolates runs)" if info["isolating"] else " (limits resources only!)"
+    rows = [
+        ("Backend", backend),
+        ("Available", ", ".join(info["available"])),
+        ("Runs as", str(info["uid"])),
+        ("Namespaces", ", ".join(info["namespaces"]) or "none"),
+        ("Per-run cgroup", info["cgroup"]),
+        (
+            "Network",
+            f"{info['network_default']} by default; "
+            + (
+                "own loopback only, allowed traffic through the policy proxy"
+                if info["network_enforced"]
+                else "NOT isolated (the host's network)"
+            ),
+        ),
+    ]
+    if info.get("warning"):
+        rows.append(("Warning", info["warning"]))
+    rows += [(name, str(value)) for name, value in info["rlimits"].items()]
+    for name in ("ns", "bwrap"):
+        if info.get(f"{name}_problem"):
+            rows.append((f"{name} unavailable", info[f"{name}_problem"]))
+    return rows
 
 
 @register_admin_panel("sandbox")
 def sandbox_panel(request) -> dict | None:
-    """Rows for staff: backend, uid, namespaces, network and the rlimits."""
+    """Rows for staff: backend, uid, namespaces, cgroup, network and the rlimits."""
     if not getattr(request.user, "is_staff", False):
         return None
-    info = sandbox.describe()
-    rows = [
-        ("Backend", info["backend"] or f"unavailable: {info.get('bwrap_problem', '')}"),
-        ("Available", ", ".join(info["available"])),
-        ("Runs as uid", f"{info['uid']}" + ("" if info["unprivileged"] else " (root!)")),
-        ("Namespaces", ", ".join(info["namespaces"]) or "none (rlimit backend)"),
-        (
-            "Network",
-            f"{info['network_default']} by default; "
-            + ("blocked when off" if info["network_enforced"] else "NOT enforced by rlimit"),
-        ),
-    ]
-    rows += [(name, str(value)) for name, value in info["rlimits"].items()]
-    if info.get("bwrap_problem"):
-        rows.append(("bubblewrap", info["bwrap_problem"]))
-    return {"title": "Sandbox", "rows": rows}
+    return {"title": "Sandbox", "rows": sandbox_rows()}

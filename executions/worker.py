@@ -117,15 +117,32 @@ def _build_spec(execution: Execution):
         requirements=script_selectors.script_version_requirements(version=version),
         input_files=input_files,
         limits=limits,
+        trusted=bool(execution.requested_by and execution.requested_by.is_staff),
     )
 
 
 def _store_artifacts(*, execution: Execution, outcome, log: LogWriter) -> None:
+    """Keep each collected file as an Artifact, read through ``CollectedFile.open()``
+    (which never follows a link the script swapped in after collection, and reads
+    no more than the collected size). A file that cannot be kept (refused by
+    storage, gone or replaced since collection) is skipped with one log line: at
+    most one per collected file. The skipped list is not logged again: the runner
+    logs it (bounded: at most files.MAX_REASONS lines and a summary line)."""
+    from executions.runner.files import shown_name
     from storage.services import file_store
 
     for collected in outcome.files:
+        name = shown_name(collected.relative_path)
         try:
-            with open(collected.path, "rb") as fh:
+            fh = collected.open()
+        except OSError as exc:
+            reason = exc.strerror or exc.__class__.__name__
+            log.write(
+                f"\n[scriptorium] file {name} not kept: it changed after the run ({reason})\n"
+            )
+            continue
+        try:
+            with fh:
                 stored = file_store(
                     fileobj=fh,
                     original_name=collected.relative_path.rsplit("/", 1)[-1],
@@ -141,9 +158,7 @@ def _store_artifacts(*, execution: Execution, outcome, log: LogWriter) -> None:
                 size=stored.size,
             )
         except ApplicationError as exc:
-            log.write(f"\n[scriptorium] file {collected.relative_path} not kept: {exc.message}\n")
-    for skipped in outcome.skipped_files:
-        log.write(f"\n[scriptorium] file not kept: {skipped}\n")
+            log.write(f"\n[scriptorium] file {name} not kept: {exc.message}\n")
 
 
 def execution_run(*, execution_id: int) -> Execution | None:

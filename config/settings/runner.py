@@ -32,22 +32,29 @@ RUN_MAX_FILE_BYTES = env.int("RUN_MAX_FILE_BYTES", default=100 * 1024 * 1024)
 RUN_MAX_TOTAL_FILE_BYTES = env.int("RUN_MAX_TOTAL_FILE_BYTES", default=500 * 1024 * 1024)
 RUN_RESULT_MAX_BYTES = env.int("RUN_RESULT_MAX_BYTES", default=1024 * 1024)
 RUN_NETWORK_DEFAULT = env.bool("RUN_NETWORK_DEFAULT", default=False)
-# RLIMIT_NPROC counts every process of RUN_UID, across all concurrent runs.
+# Destinations a run with network may reach although they are the host's own network
+# (loopback, link-local, private ranges...): CIDR, CIDR:port, host:port ([v6]:port).
+RUN_NETWORK_ALLOW = env.list("RUN_NETWORK_ALLOW", default=[])
+# Processes of one run's whole tree (its cgroup's pids.max; RLIMIT_NPROC per run uid).
 RUN_MAX_PROCESSES = env.int("RUN_MAX_PROCESSES", default=256)
 RUN_MAX_OPEN_FILES = env.int("RUN_MAX_OPEN_FILES", default=256)
 
 # --- Sandbox -------------------------------------------------------------------------
-SANDBOX_BACKEND = env("SANDBOX_BACKEND", default="auto")  # auto | bwrap | rlimit
+# auto: the built-in namespace sandbox (ns), else bubblewrap; never rlimit silently.
+# rlimit isolates nothing but resources: runs of users who are not staff are refused on
+# it unless the operator names it here (SANDBOX_BACKEND=rlimit).
+SANDBOX_BACKEND = env("SANDBOX_BACKEND", default="auto")  # auto | ns | bwrap | rlimit
 _root = os.geteuid() == 0
-# Scripts never run as root: when the server is root they run as this uid (nobody).
-RUN_UID = env.int("RUN_UID", default=65534 if _root else None)
-RUN_GID = env.int("RUN_GID", default=RUN_UID)
+# Scripts never run as root: when the server is root each run gets its own uid from this
+# range (held with a lock in RUN_UID_LOCK_DIR, shared by every instance on the host).
+RUN_UID_RANGE = env("RUN_UID_RANGE", default="1900000000-1900999999")
+RUN_UID_LOCK_DIR = env("RUN_UID_LOCK_DIR", default="/run/scriptorium/uids")
 
 # --- Environments and workspaces -----------------------------------------------------
 ENVS_DIR = Path(env("ENVS_DIR", default=str(DATA_DIR / "envs")))
 WORKSPACES_DIR = Path(env("WORKSPACES_DIR", default=str(DATA_DIR / "workspaces")))
 # The interpreter environments are made from. The pyenv Python under /root is
-# unreadable to RUN_UID, so a root server defaults to Debian's /usr/bin/python3.
+# unreadable to the run uids, so a root server defaults to Debian's /usr/bin/python3.
 _system_python = "/usr/bin/python3"
 RUN_BASE_PYTHON = env(
     "RUN_BASE_PYTHON",

@@ -46,6 +46,7 @@ class RunSpec:
     requirements: list[str]  # pip requirement strings; [] -> base environment
     input_files: list[InputFile]
     limits: Limits
+    trusted: bool = False  # started by staff: may use the rlimit backend (see sandbox)
 
 
 @dataclass

@@ -225,28 +225,37 @@ def _install(target: Path, reqs: list[str], output: list[str]) -> None:
 
 
 def _verify(target: Path, reqs: list[str], output: list[str]) -> list[str]:
-    """Import every installed requirement's top-level modules, as the run uid (their
-    code must not run as root), with a clean environment. Returns the failures."""
-    from .sandbox import _switch_user
+    """Import every installed requirement's top-level modules inside the sandbox, as
+    a run would (their code must not run as root nor see the server), with a clean
+    environment. Returns the failures."""
+    from . import sandbox
 
     _make_readable(target)
     names = [re.split(r"[\s\[<>=!~;@(]", r, maxsplit=1)[0] for r in reqs]
-    prefix, user_kwargs = _switch_user()
+    if sandbox.backend_name() == "rlimit":
+        python, binds = str(target / "bin" / "python"), []
+    else:
+        python, binds = f"{sandbox.INSIDE_ENV}/bin/python", [(target, sandbox.INSIDE_ENV)]
+        prefix = base_prefix(target)
+        if prefix is not None and prefix != Path("/usr"):
+            binds.append((prefix, str(prefix)))
     try:
-        proc = subprocess.run(
-            [*prefix, str(target / "bin" / "python"), "-I", "-c", _VERIFY, json.dumps(names)],
-            capture_output=True,
-            timeout=120,
-            cwd="/",
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-            **user_kwargs,
+        code, out = sandbox.run_command(
+            [python, "-I", "-c", _VERIFY, json.dumps(names)], ro_paths=binds, timeout=120
         )
-    except (OSError, subprocess.SubprocessError) as exc:
+    except (OSError, subprocess.SubprocessError, sandbox.SandboxUnavailable) as exc:
         return [f"import check could not run: {exc}"]
-    if proc.returncode:
-        output.append(proc.stderr.decode("utf-8", "replace"))
-        return [f"import check exited with {proc.returncode}"]
-    return json.loads(proc.stdout.decode() or "[]")
+    text = out.decode("utf-8", "replace")
+    if code is None:
+        return ["import check took longer than 120 s"]
+    if code:
+        output.append(text)
+        return [f"import check exited with {code}"]
+    try:
+        return json.loads(text.strip().splitlines()[-1] if text.strip() else "[]")
+    except ValueError:
+        output.append(text)
+        return ["import check printed no result"]
 
 
 def _make_readable(top: Path) -> None:
@@ -264,7 +273,9 @@ def _make_readable(top: Path) -> None:
 
 def prune_environments(*, unused_days: float, dry_run: bool = False) -> list[str]:
     """Remove environments not used for ``unused_days`` (and stale half builds);
-    an environment being built or locked is left alone. Returns the names removed."""
+    an environment being built or locked is left alone. Returns the names removed.
+    Never raises for what a folder holds (any depth, links, odd names: see
+    ``remove_tree``); one that cannot be removed now is left for the next prune."""
     top = Path(settings.ENVS_DIR)
     if not top.is_dir():
         return []
@@ -287,6 +298,6 @@ def prune_environments(*, unused_days: float, dry_run: bool = False) -> list[str
                 if not dry_run:
                     remove_tree(entry)
                 removed.append(entry.name)
-        except Timeout:
+        except (Timeout, OSError):
             continue
     return removed

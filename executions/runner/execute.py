@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import sandbox
-
 READ_SIZE = 1 << 20
 POLL_SECONDS = 0.2  # should_cancel is asked about five times a second
 DRAIN_SECONDS = 0.5  # after the process ends, how long its leftovers may hold the pipes
@@ -96,8 +94,7 @@ class _Progress:
 def watch(
     start: Callable[[int, int], "object"],
     *,
-    run_id: str,
-    backend: str,
+    kill_tree: Callable[[object], None],
     timeout: float,
     result_limit: int,
     log_limit: int,
@@ -106,7 +103,9 @@ def watch(
     should_cancel,
 ) -> ProcessResult:
     """Start the process with ``start(result_fd, progress_fd)`` (the write ends it
-    must pass on) and watch it to the end. Never raises for what the script does."""
+    must pass on) and watch it to the end; ``kill_tree(proc)`` kills the run's whole
+    tree (called when it ends, times out or is cancelled, before the leader is
+    reaped). Never raises for what the script does."""
     result_r, result_w = os.pipe()
     progress_r, progress_w = os.pipe()
     try:
@@ -137,7 +136,7 @@ def watch(
     timed_out = cancelled = False
     next_cancel_check = started + POLL_SECONDS
     drain_until = None
-    kill = functools.partial(sandbox.kill, proc, run_id, backend)
+    kill = functools.partial(kill_tree, proc)
     try:
         while open_fds:
             now = time.monotonic()
@@ -218,12 +217,7 @@ def _finish(proc, status, result, overflow, timed_out, cancelled, sink, limit) -
     if overflow:
         record_error = "RESULT_TOO_LARGE"
     elif result:
-        try:
-            record = json.loads(bytes(result))
-            if not isinstance(record, dict) or "ok" not in record:
-                record, record_error = None, "the result channel held no outcome record"
-        except ValueError:
-            record_error = "the result channel held invalid JSON"
+        record, record_error = _parse_record(bytes(result))
     peak = cpu = None
     if rusage is not None:
         peak = int(rusage.ru_maxrss)
@@ -240,6 +234,82 @@ def _finish(proc, status, result, overflow, timed_out, cancelled, sink, limit) -
         log_bytes=sink.kept,
         log_truncated=sink.truncated,
     )
+
+
+MAX_RECORD_DEPTH = 200  # nesting levels of the outcome record the server keeps and serves
+_MAX_COUNTER = 2**31 - 1  # peak_kb / cpu_ms beyond this are not believed
+
+
+class _BadNumber(ValueError):
+    pass
+
+
+def _parse_record(data: bytes) -> tuple[dict | None, str]:
+    """(record, "") for a well-formed outcome record on the result channel, else
+    (None, why) in words for people. Never raises, whatever the bytes: invalid
+    UTF-8 or JSON, nesting deeper than MAX_RECORD_DEPTH (even far past Python's
+    recursion limit), NaN, infinities, integers past Python's digit limit, anything
+    that is not an object with ``ok``. Implausible ``peak_kb`` / ``cpu_ms`` values are
+    dropped (the process's rusage is used instead)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "the result channel held invalid UTF-8"
+    try:
+        record = json.loads(
+            text,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_parse_constant,
+        )
+    except RecursionError:
+        return None, f"the result is nested more than {MAX_RECORD_DEPTH} levels deep"
+    except _BadNumber as exc:
+        return None, str(exc)
+    except ValueError:
+        return None, "the result channel held invalid JSON"
+    except Exception:  # noqa: BLE001 - whatever the bytes, the run gets an outcome
+        return None, "the result channel could not be read"
+    if not isinstance(record, dict) or "ok" not in record:
+        return None, "the result channel held no outcome record"
+    if _deeper_than(record, MAX_RECORD_DEPTH):
+        return None, f"the result is nested more than {MAX_RECORD_DEPTH} levels deep"
+    for key in ("peak_kb", "cpu_ms"):
+        value = record.get(key)
+        if value is not None and not (isinstance(value, int) and 0 <= value <= _MAX_COUNTER):
+            del record[key]
+    return record, ""
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise _BadNumber("the result holds an integer too large to keep") from None
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _BadNumber("the result holds a number too large to keep")
+    return value
+
+
+def _parse_constant(text: str):
+    raise _BadNumber(f"the result holds {text}, which JSON does not allow")
+
+
+def _deeper_than(value, limit: int) -> bool:
+    """Whether lists and objects nest in ``value`` more than ``limit`` levels deep
+    (the value itself is level 1); iterative, so any depth is measured."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 def _pidfd(pid: int):

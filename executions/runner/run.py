@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from . import sandbox
+from . import cgroups, identity, sandbox
 from .environments import EnvironmentBuildFailed, base_prefix, ensure_environment, site_packages
 from .execute import SIGNAL_NAMES, ProcessResult, watch
 from .files import collect_files
@@ -28,7 +28,14 @@ from .workspace import (
 )
 
 HERE = Path(__file__).resolve().parent
-SUPPORT_FILES = {"harness.py": "_scriptorium_harness.py", "scriptorium_progress.py": None}
+SUPPORT_FILES = {
+    "harness.py": "_scriptorium_harness.py",
+    "scriptorium_progress.py": None,
+    "box.py": "_scriptorium_box.py",
+    "netrelay.py": None,
+}
+PROXY_SOCKET = "proxy.sock"
+PROXY_PORT = 3128
 PYC_FORMAT = b"checked-hash pyc v1"  # part of the support dir's name
 
 
@@ -36,7 +43,7 @@ PYC_FORMAT = b"checked-hash pyc v1"  # part of the support dir's name
 def support_dir(data_dir: str) -> Path:
     """A world-readable copy of the harness and the progress helper (the run uid
     cannot be assumed to read the project's directory; bwrap binds only this)."""
-    blobs = {name: (HERE / name).read_bytes() for name in SUPPORT_FILES}
+    blobs = {name: (HERE / name).read_bytes() for name in SUPPORT_FILES if (HERE / name).exists()}
     digest = hashlib.sha256(b"".join(blobs[n] for n in sorted(blobs)) + PYC_FORMAT)
     digest = digest.hexdigest()[:16]
     target = Path(data_dir) / "runner" / digest
@@ -44,7 +51,7 @@ def support_dir(data_dir: str) -> Path:
         ensure_traversable(target.parent)
         tmp = target.with_name(f".{digest}-{os.getpid()}-{time.monotonic_ns()}")
         tmp.mkdir(mode=0o755)
-        for name, blob in blobs.items():
+        for name, blob in sorted(blobs.items()):
             dest = tmp / (SUPPORT_FILES[name] or name)
             dest.write_bytes(blob)
             os.chmod(dest, 0o644)
@@ -77,7 +84,8 @@ def _precompile(source: Path, *, shown_as: Path) -> None:
 
 
 def prepare_and_run(spec, *, on_log, on_progress, should_cancel):
-    """(workspace, RunOutcome). The workspace is the caller's to remove."""
+    """(workspace, RunOutcome). The workspace is the caller's to remove. Every
+    resource of the run (its uid, cgroup, proxy) is released before returning."""
     from . import RunOutcome
 
     started = time.monotonic()
@@ -97,7 +105,32 @@ def prepare_and_run(spec, *, on_log, on_progress, should_cancel):
         backend = sandbox.backend_name()
     except sandbox.SandboxUnavailable as exc:
         return None, failed("SANDBOX_UNAVAILABLE", f"The sandbox cannot start: {exc}")
-    workspace = create_workspace(spec.run_id, with_tmp=backend != "bwrap")
+    refused = sandbox.rlimit_refused(backend, trusted=spec.trusted)
+    if refused:
+        return None, failed("SANDBOX_UNAVAILABLE", f"The run was refused: {refused}.")
+    blocked = sandbox.unreachable_dir(backend)
+    if blocked:
+        return None, failed(
+            "SANDBOX_UNAVAILABLE",
+            f"The {backend} sandbox cannot start: {blocked} is not searchable by other users, "
+            "so a run's uid cannot reach its environment (use SANDBOX_BACKEND=auto/ns, or "
+            "give the folder o+x).",
+        )
+    ident = identity.acquire(spec.run_id)
+    try:
+        workspace, outcome = _prepare_and_run(
+            spec, backend, ident, failed, on_log, on_progress, should_cancel
+        )
+    finally:
+        ident.release()
+    outcome.duration_seconds = time.monotonic() - started
+    return workspace, outcome
+
+
+def _prepare_and_run(spec, backend, ident, failed, on_log, on_progress, should_cancel):
+    owner = (ident.uid, ident.gid) if ident.uid is not None else None
+    workspace = create_workspace(spec.run_id, owner=owner, backend=backend)
+    inside = backend != "rlimit"
     try:
         script_name = sanitise_name(spec.filename or "script.py")
         _copy_inputs(spec, workspace, script_name)
@@ -106,6 +139,7 @@ def prepare_and_run(spec, *, on_log, on_progress, should_cancel):
     script = workspace.work / script_name
     script.write_text(spec.source, encoding="utf-8")
     os.chmod(script, 0o644)
+    give_to_run_user(script, owner)
     workspace.snapshot()
     try:
         python = ensure_environment(spec.requirements, on_log=on_log)
@@ -113,30 +147,66 @@ def prepare_and_run(spec, *, on_log, on_progress, should_cancel):
         return workspace, failed("DEPENDENCY_INSTALL_FAILED", exc.message)
     env_dir = python.parent.parent
     support = support_dir(str(settings.DATA_DIR))
-    result = _run_harness(
-        spec,
-        workspace,
-        backend,
-        python,
-        env_dir,
-        support,
-        script,
-        on_log=on_log,
-        on_progress=on_progress,
-        should_cancel=should_cancel,
+    limits = spec.limits
+    group = cgroups.open_run(
+        ident.name,
+        memory_bytes=limits.memory_mb * 1024 * 1024,
+        max_processes=limits.max_processes,
     )
-    outcome = _outcome(spec, result, backend)
+    proxy = None
+    try:
+        if limits.network and inside:
+            proxy = _start_proxy(workspace)
+        result = _run_harness(
+            spec,
+            workspace,
+            backend,
+            python,
+            env_dir,
+            support,
+            inside_script=f"{sandbox.INSIDE_WORK}/{script_name}" if inside else str(script),
+            ident=ident,
+            group=group,
+            proxy=proxy,
+            on_log=on_log,
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+        )
+        oom_kills = group.oom_kills() if group is not None else 0
+    finally:
+        if group is not None:
+            group.remove()
+        if proxy is not None:
+            proxy.close()
+    outcome = _outcome(spec, result, backend, oom_kills=oom_kills)
     outcome.files, outcome.skipped_files = collect_files(
         workspace.work,
         workspace.baseline,
-        max_files=spec.limits.max_files,
-        max_file_bytes=spec.limits.max_file_bytes,
-        max_total_file_bytes=spec.limits.max_total_file_bytes,
+        max_files=limits.max_files,
+        max_file_bytes=limits.max_file_bytes,
+        max_total_file_bytes=limits.max_total_file_bytes,
     )
-    for line in outcome.skipped_files:
-        on_log(f"[scriptorium] File not collected: {line}\n")
-    outcome.duration_seconds = time.monotonic() - started
+    room = max(0, limits.log_bytes - outcome.log_bytes)
+    for line in outcome.skipped_files:  # counted against the log cap like the output
+        text = f"[scriptorium] File not collected: {line}\n"
+        if len(text) > room:
+            break
+        room -= len(text)
+        on_log(text)
     return workspace, outcome
+
+
+def _start_proxy(workspace: Workspace):
+    """The run's network policy proxy, listening on a socket the sandbox sees in
+    /run/scriptorium (the only way out of its network namespace)."""
+    from .netpolicy import Policy, ProxyServer
+
+    net = workspace.root / "net"
+    net.mkdir(mode=0o755)
+    server = ProxyServer(str(net / PROXY_SOCKET), Policy.from_settings())
+    server.start()
+    os.chmod(net / PROXY_SOCKET, 0o666)
+    return server
 
 
 def _copy_inputs(spec, workspace: Workspace, script_name: str) -> None:
@@ -146,24 +216,45 @@ def _copy_inputs(spec, workspace: Workspace, script_name: str) -> None:
         with item.open() as src, open(dest, "xb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
         os.chmod(dest, 0o644)
-        give_to_run_user(dest)
+        give_to_run_user(dest, workspace.owner)
 
 
-def _run_harness(spec, workspace, backend, python, env_dir, support, script, **callbacks):
+def _run_harness(
+    spec, workspace, backend, python, env_dir, support, *, inside_script, ident, group, proxy,
+    **callbacks,
+):  # fmt: skip
     limits = spec.limits
-    ro_paths = [support, env_dir]
-    prefix = _base_prefix(env_dir)
-    if prefix is not None and prefix != Path("/usr"):
-        ro_paths.append(prefix)
-    tmp = "/tmp" if backend == "bwrap" else str(workspace.tmp)  # noqa: S108 - private tmpfs
+    inside = backend != "rlimit"
+    if inside:  # the sandbox shows the environment and support files at fixed paths
+        env_in, support_in = sandbox.INSIDE_ENV, sandbox.INSIDE_SUPPORT
+        ro_paths = [(support, support_in), (env_dir, env_in)]
+        prefix = _base_prefix(env_dir)
+        if prefix is not None and prefix != Path("/usr"):
+            ro_paths.append((prefix, str(prefix)))
+    else:
+        env_in, support_in, ro_paths = str(env_dir), str(support), []
+    python_in = f"{env_in}/{python.relative_to(env_dir)}"
+    site_dirs = [env_in + d[len(str(env_dir)) :] for d in _site_dirs(env_dir)]
+    workdir = sandbox.INSIDE_WORK if inside else str(workspace.work)
+    tmp = "/tmp" if inside else str(workspace.tmp)  # noqa: S108 - private tmpfs
+    home = sandbox.INSIDE_HOME if inside else str(workspace.home)
+    tmp_bytes = max(min(limits.memory_mb * 1024 * 1024, limits.max_total_file_bytes), 1 << 20)
+    relay = None
+    if proxy is not None:
+        relay = {
+            "host_dir": str(workspace.root / "net"),
+            "socket_name": PROXY_SOCKET,
+            "module_dir": str(support),
+            "port": PROXY_PORT,
+        }
 
     def start(result_fd: int, progress_fd: int):
         control = {
-            "workdir": str(workspace.work),
-            "support_dir": str(support),
-            "site_dirs": _site_dirs(env_dir),
-            "prefix": str(env_dir),
-            "script": str(script),
+            "workdir": workdir,
+            "support_dir": support_in,
+            "site_dirs": site_dirs,
+            "prefix": env_in,
+            "script": inside_script,
             "call_style": spec.call_style,
             "inputs": dict(spec.inputs or {}),
             "argv": [str(a) for a in spec.argv or []],
@@ -172,6 +263,11 @@ def _run_harness(spec, workspace, backend, python, env_dir, support, script, **c
             "result_bytes": limits.result_bytes,
             "rlimits": rlimits(limits),
         }
+        if relay is not None and backend == "bwrap":
+            control["relay"] = {
+                "socket": f"{sandbox.RELAY_DIR}/{PROXY_SOCKET}",
+                "port": PROXY_PORT,
+            }
         # The control record travels in an anonymous memory file whose fd the harness
         # reads and closes first: nothing on disk, no control dir to bind into bwrap.
         control_fd = os.memfd_create("scriptorium-control", os.MFD_CLOEXEC)
@@ -181,30 +277,41 @@ def _run_harness(spec, workspace, backend, python, env_dir, support, script, **c
                 data = data[os.write(control_fd, data) :]
             os.lseek(control_fd, 0, os.SEEK_SET)
             env = sandbox.scrubbed_env(
-                env_dir=env_dir,
-                home=workspace.work,
+                env_dir=env_in,
+                home=home,
                 tmp=tmp,
                 run_id=spec.run_id,
                 progress_fd=progress_fd,
             )
-            inner = [str(python), "-I", "-S", "-u", "-c", LAUNCHER, str(support), str(control_fd)]
+            if relay is not None:
+                from .netpolicy import PROXY_ENV
+
+                env.update(PROXY_ENV)
+            inner = [python_in, "-I", "-S", "-u", "-c", LAUNCHER, support_in, str(control_fd)]
             return sandbox.spawn(
                 backend,
                 inner,
+                box_root=workspace.box,
                 work=workspace.work,
+                home_bytes=tmp_bytes,
                 ro_paths=ro_paths,
                 network=limits.network,
-                tmp_bytes=max(limits.max_total_file_bytes, 1 << 20),
+                tmp_bytes=tmp_bytes,
                 env=env,
                 pass_fds=(result_fd, progress_fd, control_fd),
+                identity=ident,
+                cgroup=group,
+                relay=relay,
             )
         finally:
             os.close(control_fd)
 
+    def kill_tree(proc):
+        sandbox.kill(proc, identity=ident, cgroup=group, backend=backend)
+
     return watch(
         start,
-        run_id=spec.run_id,
-        backend=backend,
+        kill_tree=kill_tree,
         timeout=limits.timeout_seconds,
         result_limit=limits.result_bytes,
         log_limit=limits.log_bytes,
@@ -223,12 +330,12 @@ def _base_prefix(env_dir: Path) -> Path | None:
     return base_prefix(env_dir)
 
 
-def _outcome(spec, pr: ProcessResult, backend: str):
+def _outcome(spec, pr: ProcessResult, backend: str, *, oom_kills: int = 0):
     from . import RunOutcome
 
     limits = spec.limits
     exit_code, sig = pr.returncode, pr.signal
-    if backend == "bwrap" and sig is None and exit_code is not None and exit_code > 128:
+    if backend in ("bwrap", "ns") and sig is None and exit_code is not None and exit_code > 128:
         sig = exit_code - 128 if (exit_code - 128) in SIGNAL_NAMES else None
     status, result, code, message = "failed", None, "", ""
     if pr.cancelled:
@@ -243,6 +350,9 @@ def _outcome(spec, pr: ProcessResult, backend: str):
         else:
             code = str(pr.record.get("code") or "SCRIPT_ERROR")[:64]
             message = str(pr.record.get("message") or "The script failed.")[:1000]
+    elif oom_kills and pr.record is None:
+        code = "MEMORY_LIMIT"
+        message = f"The run used more than {limits.memory_mb} MB of memory (all its processes)."
     elif pr.record_error == "RESULT_TOO_LARGE":
         code = "RESULT_TOO_LARGE"
         message = f"The result is over the limit of {limits.result_bytes} bytes."

@@ -2,11 +2,11 @@
 script's working directory, the only place it may write) and, under the rlimit
 backend, ``tmp/`` (its TMPDIR; bwrap gives a private /tmp instead)."""
 
+import errno
 import os
 import queue
 import re
 import secrets
-import shutil
 import stat
 import threading
 import time
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
+
+from .files import listing
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 MAX_NAME = 120
@@ -63,6 +65,9 @@ class Workspace:
     root: Path
     work: Path
     tmp: Path | None
+    home: Path | None = None
+    box: Path | None = None
+    owner: tuple[int, int] | None = None
     baseline: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def snapshot(self) -> None:
@@ -79,7 +84,10 @@ class Workspace:
         try:
             os.rename(self.root, trash)
         except OSError:
-            remove_tree(self.root)
+            try:
+                remove_tree(self.root)
+            except OSError:
+                pass  # prune_workspaces takes what is left
             return
         _remover().put(trash)
 
@@ -113,73 +121,304 @@ def _remove_forever(work: queue.SimpleQueue) -> None:
 
 
 def _listing(top: Path) -> dict[str, tuple[int, int]]:
-    found = {}
-    for dirpath, _dirs, files in os.walk(top):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            found[os.path.relpath(path, top)] = (st.st_size, st.st_mtime_ns)
-    return found
+    """``{relative path: (size, mtime_ns)}`` of the regular files under ``top``, by
+    the collection's own walk (iterative, through directory fds, links never
+    followed, bounded), so its keys are exactly those ``collect_files`` compares."""
+    return listing(top)
 
 
-def create_workspace(run_id: str, *, with_tmp: bool = True) -> Workspace:
-    """A fresh run directory, owned so that the run uid can write ``work`` and
-    ``tmp`` (made only ``with_tmp``)."""
+def create_workspace(run_id: str, *, owner: tuple[int, int] | None, backend: str) -> Workspace:
+    """A fresh run directory ``<run>/``: ``work/`` (the script's working directory)
+    owned by ``owner`` (uid, gid; None: the server's own user) and mode 0700, plus
+    what the backend needs beside it: ``box/`` (ns: the new root's mount point, the
+    server's only), or ``tmp/`` and ``home/`` (rlimit: TMPDIR and HOME, outside the
+    collected folder; ns and bwrap give private tmpfs instead)."""
     top = Path(settings.WORKSPACES_DIR)
     if not top.is_dir() or stat.S_IMODE(top.stat().st_mode) & 0o044:
         ensure_traversable(top)
-        os.chmod(top, 0o711)  # runs share a uid under rlimit: they must not list others
+        os.chmod(top, 0o711)  # runs must not list each other
     root = top / f"{safe_id(run_id)}-{secrets.token_hex(4)}"
     root.mkdir(mode=0o711)
-    work, tmp = root / "work", (root / "tmp" if with_tmp else None)
-    owned = [work] if tmp is None else [work, tmp]
+    work = root / "work"
+    tmp = home = box = None
+    owned = [work]
+    if backend == "rlimit":
+        tmp, home = root / "tmp", root / "home"
+        owned += [tmp, home]
     for path in owned:
         path.mkdir(mode=0o700)
+    if backend == "ns":
+        box = root / "box"
+        box.mkdir(mode=0o700)
     os.chmod(root, 0o711)
-    uid, gid = settings.RUN_UID, settings.RUN_GID
-    if uid is not None and os.geteuid() == 0:
+    if owner is not None:
         for path in owned:
-            os.chown(path, uid, gid if gid is not None else uid)
-    return Workspace(root=root, work=work, tmp=tmp)
+            os.chown(path, *owner)
+    return Workspace(root=root, work=work, tmp=tmp, home=home, box=box, owner=owner)
 
 
-def give_to_run_user(path: Path) -> None:
-    """Hand a file put into the workspace to the run uid (when the server is root)."""
-    uid, gid = settings.RUN_UID, settings.RUN_GID
-    if uid is not None and os.geteuid() == 0:
-        os.chown(path, uid, gid if gid is not None else uid)
+def give_to_run_user(path: Path, owner: tuple[int, int] | None) -> None:
+    """Hand a file put into the workspace to the run's uid (when it has its own)."""
+    if owner is not None:
+        os.chown(path, *owner)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FD_WINDOW = 32  # directory fds remove_tree holds at once, whatever the depth
+_SCAN_BATCH = 1024  # sub-folders remembered per scan of one folder
+_ATTEMPTS = 3  # passes over a tree something keeps writing into
+
+
+@dataclass
+class _Level:
+    """One folder on remove_tree's way down: its fd (None while it is out of the
+    window of open fds), its name in its parent, its (st_dev, st_ino), the
+    sub-folders still to empty and the names that could not be removed."""
+
+    fd: int | None
+    name: str
+    ident: tuple[int, int]
+    pending: list[str] = field(default_factory=list)
+    kept: set[str] = field(default_factory=set)
 
 
 def remove_tree(path: Path) -> None:
-    """Remove ``path`` even when the script left read-only directories in it."""
+    """Remove ``path`` and all it holds (a missing ``path`` is fine; a file or a link
+    is simply unlinked). Iterative, so any depth; it works through directory fds, so
+    a link is removed and never followed, a folder swapped for a link mid-way is
+    not entered, and nothing outside ``path`` is touched (another file system
+    mounted inside is not entered either). Names are handled as bytes (any
+    encoding); folders the script made read-only or unreadable are fixed; as root,
+    files of any owner go. Raises OSError (the first failure) only when something is
+    still there after a few passes, e.g. a process that keeps writing."""
+    path = Path(path)
+    try:
+        parent_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        for _attempt in range(_ATTEMPTS):
+            error = _remove_once(parent_fd, path.name)
+            if error is None or not _exists(path.name, parent_fd):
+                return
+        raise error
+    finally:
+        os.close(parent_fd)
 
-    def fix(func, target, _exc_info):
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _remove_once(parent_fd: int, name: str) -> OSError | None:
+    """One depth-first pass removing ``name`` in ``parent_fd``; the first error."""
+    try:
+        top_fd = _open_dir(name, parent_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return _unlink(name, parent_fd, fix=False)  # a file or a link
+        return exc
+    errors: list[OSError] = []
+    top = _Level(top_fd, name, _identity(top_fd))
+    device = top.ident[0]
+    stack = [top]
+    try:
+        while stack:
+            level = stack[-1]
+            if level.pending:
+                child = _enter(level, level.pending.pop(), device, errors)
+                if child is not None:
+                    stack.append(child)
+                    if len(stack) > _FD_WINDOW:  # keep the fds of the deepest levels only
+                        far = stack[-_FD_WINDOW - 1]
+                        if far.fd is not None:
+                            os.close(far.fd)
+                            far.fd = None
+                continue
+            level.pending = _empty(level, errors)
+            if level.pending:
+                continue
+            # Nothing left in it that can go: remove it from its parent.
+            parent = stack[-2] if len(stack) > 1 else None
+            if parent is not None and parent.fd is None:
+                parent.fd = _reopen_parent(level.fd, parent.ident)
+            stack.pop()
+            os.close(level.fd)
+            level.fd = None
+            if parent is None:
+                error = _rmdir(level.name, parent_fd, fix=False)
+            else:
+                error = _rmdir(level.name, parent.fd, fix=True)
+            if error is not None:
+                errors.append(error)
+                if parent is not None:
+                    parent.kept.add(level.name)
+    except OSError as exc:  # the tree was moved while being removed: stop there
+        errors.append(exc)
+    finally:
+        for level in stack:
+            if level.fd is not None:
+                os.close(level.fd)
+    return errors[0] if errors else None
+
+
+def _open_dir(name: str, dir_fd: int) -> int:
+    """``name`` in ``dir_fd`` opened as a directory, never through a link; a folder
+    the server may not read (its own, made unreadable by the script when both share
+    a uid) is made u+rwx first, through an O_PATH fd so that no link is followed."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except PermissionError:
+        path_fd = os.open(
+            name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
+        )
         try:
-            parent = os.path.dirname(target)
-            os.chmod(parent, 0o700)
-            if os.path.isdir(target) and not os.path.islink(target):
-                os.chmod(target, 0o700)
-            func(target)
-        except FileNotFoundError:
-            pass
+            os.chmod(f"/proc/self/fd/{path_fd}", 0o700)
+            return os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        finally:
+            os.close(path_fd)
 
-    if os.path.lexists(path):
-        shutil.rmtree(path, onerror=fix)
+
+def _identity(fd: int) -> tuple[int, int]:
+    """(st_dev, st_ino) of the folder ``fd``, made u+rwx first when the server is
+    not root and the script took those rights away (root needs none of them)."""
+    st = os.fstat(fd)
+    if os.geteuid() != 0 and stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
+        try:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) | 0o700)  # to list it and unlink in it
+        except OSError:
+            pass
+    return (st.st_dev, st.st_ino)
+
+
+def _enter(level: _Level, name: str, device: int, errors: list[OSError]) -> _Level | None:
+    """The sub-folder ``name`` of ``level``, opened, or None: gone, or replaced by a
+    link or a file (then unlinked), or not removable (noted in ``errors``)."""
+    try:
+        fd = _open_dir(name, level.fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        error = exc
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            error = _unlink(name, level.fd, fix=True)
+        if error is not None:
+            errors.append(error)
+            level.kept.add(name)
+        return None
+    child = _Level(fd, name, _identity(fd))
+    if child.ident[0] != device:
+        os.close(fd)
+        errors.append(OSError(errno.EXDEV, "a file system is mounted there", name))
+        level.kept.add(name)
+        return None
+    return child
+
+
+def _empty(level: _Level, errors: list[OSError]) -> list[str]:
+    """Unlink every entry of ``level`` that is not a folder; return (up to
+    _SCAN_BATCH of) its sub-folders still to empty."""
+    subdirs: list[str] = []
+    try:
+        with os.scandir(level.fd) as entries:
+            for entry in entries:
+                name = entry.name
+                if name in level.kept:
+                    continue
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_dir = False
+                error = None if is_dir else _unlink(name, level.fd, fix=True)
+                if is_dir or isinstance(error, IsADirectoryError):
+                    subdirs.append(name)
+                    if len(subdirs) >= _SCAN_BATCH:
+                        break
+                elif error is not None:
+                    errors.append(error)
+                    level.kept.add(name)
+    except OSError as exc:
+        errors.append(exc)
+    return subdirs
+
+
+def _reopen_parent(fd: int, ident: tuple[int, int]) -> int:
+    """The fd of the folder holding ``fd``, which must still be ``ident``."""
+    parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    st = os.fstat(parent)
+    if (st.st_dev, st.st_ino) != ident:
+        os.close(parent)
+        raise OSError(errno.ESTALE, "the tree was moved while being removed")
+    return parent
+
+
+def _unlink(name: str, dir_fd: int, *, fix: bool) -> OSError | None:
+    """Unlink the non-folder ``name`` in ``dir_fd``; the error, None when done or
+    gone. ``fix``: on EACCES make the folder u+rwx and try again."""
+    for again in (fix, False):
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+            return None
+        except FileNotFoundError:
+            return None
+        except PermissionError as exc:
+            if not again:
+                return exc
+            _fix_mode(dir_fd)
+        except OSError as exc:
+            return exc
+    return None
+
+
+def _rmdir(name: str, dir_fd: int, *, fix: bool) -> OSError | None:
+    """Remove the empty folder ``name`` in ``dir_fd``, like ``_unlink``."""
+    for again in (fix, False):
+        try:
+            os.rmdir(name, dir_fd=dir_fd)
+            return None
+        except FileNotFoundError:
+            return None
+        except PermissionError as exc:
+            if not again:
+                return exc
+            _fix_mode(dir_fd)
+        except OSError as exc:
+            return exc
+    return None
+
+
+def _fix_mode(dir_fd: int) -> None:
+    try:
+        os.fchmod(dir_fd, 0o700)
+    except OSError:
+        pass
 
 
 def prune_workspaces(*, older_than_hours: float = 24) -> list[str]:
     """Remove run directories left behind (a crashed worker, an interrupted removal)
-    untouched for ``older_than_hours``. Returns the names removed."""
+    untouched for ``older_than_hours``. Returns the names removed. Never raises: what
+    cannot be removed now (and anything that is not a directory) stays for the next
+    prune."""
     top = Path(settings.WORKSPACES_DIR)
-    if not top.is_dir():
+    try:
+        names = sorted(os.listdir(top))
+    except OSError:
         return []
     cutoff = time.time() - older_than_hours * 3600
     removed = []
-    for entry in top.iterdir():
+    for name in names:
         try:
-            if entry.is_dir() and entry.stat().st_mtime < cutoff:
-                remove_tree(entry)
-                removed.append(entry.name)
+            st = os.lstat(top / name)
+            if not stat.S_ISDIR(st.st_mode) or st.st_mtime >= cutoff:
+                continue
+            remove_tree(top / name)
         except OSError:
             continue
+        removed.append(name)
     return removed

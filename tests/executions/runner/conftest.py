@@ -41,11 +41,35 @@ def require_bwrap():
         pytest.skip(f"needs bubblewrap: {problem}")
 
 
-@pytest.fixture(params=["rlimit", "bwrap"])
+def require_ns():
+    problem = sandbox.ns_problem()
+    if problem:
+        if REQUIRE_SERVICES:
+            pytest.fail(
+                f"the ns sandbox is unusable ({problem}), but SCRIPTORIUM_REQUIRE_SERVICES=1"
+            )
+        pytest.skip(f"needs user/mount/PID/network namespaces: {problem}")
+
+
+@pytest.fixture(params=["ns", "bwrap", "rlimit"])
 def backend(request, settings):
-    """The sandbox backend under test (set as SANDBOX_BACKEND)."""
+    """The sandbox backend under test (set as SANDBOX_BACKEND): ns (the built-in
+    default), bwrap, and rlimit named by the operator."""
     if request.param == "bwrap":
         require_bwrap()
+    if request.param == "ns":
+        require_ns()
+    settings.SANDBOX_BACKEND = request.param
+    return request.param
+
+
+@pytest.fixture(params=["ns", "bwrap"])
+def isolating_backend(request, settings):
+    """The backends that promise isolation (the containment tests of issue 9)."""
+    if request.param == "bwrap":
+        require_bwrap()
+    else:
+        require_ns()
     settings.SANDBOX_BACKEND = request.param
     return request.param
 
@@ -85,6 +109,7 @@ def run():
         run_id=None,
         should_cancel=None,
         keep=None,
+        trusted=False,
         **limit_overrides,
     ):
         limits = dataclasses.replace(limits_for(), **limit_overrides)
@@ -98,6 +123,7 @@ def run():
             requirements=list(requirements),
             input_files=list(input_files),
             limits=limits,
+            trusted=trusted,
         )
         log, progress = [], []
         with run_script(

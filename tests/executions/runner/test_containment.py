@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from executions.runner import sandbox
+from executions.runner import identity, sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -279,20 +279,52 @@ def listener():
     server.close()
 
 
-def test_network_is_off_under_bwrap_unless_allowed(run, bwrap, listener):
+def test_network_reaches_the_hosts_loopback_only_when_listed(run, isolating_backend, settings):
+    """Without network a run has only its own loopback; with network allowed it goes
+    out through the policy proxy, which refuses the host's own addresses unless
+    RUN_NETWORK_ALLOW lists them (the only loopback target a test may use)."""
+    allowed, refused = socket.socket(), socket.socket()
+    for server in (allowed, refused):
+        server.bind(("127.0.0.1", 0))
+        server.listen(5)
+    ports = {"allowed": allowed.getsockname()[1], "refused": refused.getsockname()[1]}
+    settings.RUN_NETWORK_ALLOW = [f"127.0.0.1:{ports['allowed']}"]
     source = """
-        import socket
-        def main(port: int):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=2).close()
-                return {"connected": True}
-            except OSError as exc:
-                return {"connected": False, "error": type(exc).__name__}
+        import http.client, os, socket
+        def main(ports: dict):
+            out = {}
+            for name, port in ports.items():
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                    out[f"direct_{name}"] = "connected"
+                except OSError as exc:
+                    out[f"direct_{name}"] = type(exc).__name__
+                proxy = os.environ.get("HTTPS_PROXY", "")
+                if not proxy:
+                    continue
+                host, _, proxy_port = proxy.rsplit("/", 1)[-1].partition(":")
+                conn = http.client.HTTPConnection(host, int(proxy_port), timeout=5)
+                conn.request("CONNECT", f"127.0.0.1:{port}")
+                out[f"proxied_{name}"] = conn.getresponse().status
+                conn.close()
+            return out
         """
-    r = run(source, inputs={"port": listener})
-    assert r.result["connected"] is False, r.result
-    r = run(source, inputs={"port": listener}, network=True)
-    assert r.result == {"connected": True}
+    try:
+        off = run(source, inputs={"ports": ports})
+        on = run(source, inputs={"ports": ports}, network=True)
+    finally:
+        allowed.close()
+        refused.close()
+    assert off.result == {
+        "direct_allowed": "ConnectionRefusedError",
+        "direct_refused": "ConnectionRefusedError",
+    }, off.log
+    assert on.result == {
+        "direct_allowed": "ConnectionRefusedError",  # its own loopback: nobody listens
+        "direct_refused": "ConnectionRefusedError",
+        "proxied_allowed": 200,
+        "proxied_refused": 403,
+    }, on.log
 
 
 def test_killing_its_parent_does_not_hurt_the_server(run, backend):
@@ -352,13 +384,14 @@ def test_script_runs_unprivileged_with_no_groups_or_capabilities(run, backend):
         sandbox.scrubbed_env(env_dir=Path("e"), home=Path("h"), tmp="t", run_id="r", progress_fd=0)
     )
     assert set(env) == (names | {"PWD"} if backend == "bwrap" else names)  # bwrap sets PWD
-    user = sandbox.run_user()
-    if user is not None:
-        assert status["Uid"] == [str(user[0])] * 4
-        assert status["Gid"] == [str(user[1])] * 4
+    if os.geteuid() == 0:  # a uid of the run's own, from RUN_UID_RANGE
+        low, high = identity.uid_range()
+        uid = int(status["Uid"][0])
+        assert low <= uid <= high
+        assert status["Uid"] == [str(uid)] * 4 and status["Gid"] == [str(uid)] * 4
         assert status["Groups"] == []
     else:
-        assert status["Uid"][0] == str(os.geteuid())
+        assert status["Uid"][0] != "0"
     for name in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
         assert int(status[name][0], 16) == 0, (name, status[name])
     assert status["NoNewPrivs"] == ["1"]
@@ -366,10 +399,14 @@ def test_script_runs_unprivileged_with_no_groups_or_capabilities(run, backend):
 
 def test_without_setpriv_the_user_switch_still_happens(run, backend, monkeypatch):
     """The fallback where util-linux setpriv is missing: Popen switches the user."""
-    if sandbox.run_user() is None:
+    if os.geteuid() != 0:
         pytest.skip("the server is not root: no user switch")
     monkeypatch.setattr(sandbox, "_setpriv_path", lambda: None)
-    assert sandbox._switch_user()[0] == []
+    ident = identity.acquire("x")
+    try:
+        assert sandbox._switch_user(ident)[0] == []
+    finally:
+        ident.release()
     r = run(
         """
         import os
@@ -381,8 +418,8 @@ def test_without_setpriv_the_user_switch_still_happens(run, backend, monkeypatch
         """
     )
     assert r.status == "succeeded", r.log
-    uid, gid = sandbox.run_user()
-    assert r.result == {"ids": [uid] * 3 + [gid] * 3, "groups": [], "nnp": ["1"]}
+    uid = r.result["ids"][0]
+    assert uid != 0 and r.result == {"ids": [uid] * 6, "groups": [], "nnp": ["1"]}
 
 
 def test_bwrap_etc_holds_only_the_listed_entries(run, bwrap):
@@ -416,13 +453,7 @@ def test_bwrap_etc_holds_only_the_listed_entries(run, bwrap):
         with open("/etc/localtime", "rb") as fh:
             assert r.result["localtime"] == fh.read().decode("latin-1")
     assert r.result["certs"] is os.path.isdir("/etc/ssl/certs")
-    assert r.result["resolv"] == ""  # no network, no resolver configuration
-    if os.path.exists("/etc/resolv.conf"):
-        networked = run(
-            "def main():\n    return {'r': open('/etc/resolv.conf').read()}\n", network=True
-        )
-        with open("/etc/resolv.conf") as fh:
-            assert networked.result == {"r": fh.read()}
+    assert r.result["resolv"] == ""  # no resolver: an allowed network goes via the proxy
 
 
 def test_etc_copy_follows_changes_and_keeps_modes(tmp_path, monkeypatch):
@@ -480,18 +511,55 @@ def test_control_record_is_closed_before_the_script_runs(run, backend):
     assert r.result["ctl"] is False
 
 
-def test_a_run_uid_without_a_name_is_switched_to_by_number(run, backend, settings):
+def test_a_run_uid_without_a_name_is_switched_to_by_number(run, backend):
     import pwd
 
     if os.geteuid() != 0:
         pytest.skip("only a root server switches users")
     uid = next(u for u in range(54321, 54400) if not _has_passwd_entry(pwd, u))
-    settings.RUN_UID = settings.RUN_GID = uid
     assert sandbox._id_names(uid, uid) == (str(uid), str(uid))
     assert sandbox._id_names(0, 0) == ("root", "root")
     r = run("import os\ndef main():\n    return {'ids': os.getresuid() + os.getresgid()}\n")
     assert r.status == "succeeded", r.log
-    assert r.result == {"ids": [uid] * 6}
+    run_uid = r.result["ids"][0]
+    assert not _has_passwd_entry(pwd, run_uid)  # run uids are nobody's on the host
+    assert r.result == {"ids": [run_uid] * 6}
+
+
+def test_runs_at_once_get_different_uids(run, backend):
+    """Every run shared uid 65534 (a fork bomb took that uid's slots machine-wide, and
+    runs could signal each other)."""
+    if os.geteuid() != 0:
+        pytest.skip("only a root server gives runs their own uids")
+    source = "import os, time\ndef main():\n    time.sleep(0.5)\n    return {'uid': os.getuid()}\n"
+    found = []
+    threads = [threading.Thread(target=lambda: found.append(run(source))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len({r.result["uid"] for r in found}) == 3
+
+
+def test_a_runs_whole_tree_is_killed_at_its_time_limit(run, backend):
+    """Children that left the process group (setsid) and cleared their environment die
+    with the run when it times out: nothing of the run's uid is left."""
+    r = run(
+        """
+        import os, time
+        def main():
+            if os.fork() == 0:
+                os.setsid()
+                os.execve("/bin/sleep", ["sleep", "60"], {})
+            print("uid", os.getuid(), flush=True)
+            time.sleep(60)
+        """,
+        timeout_seconds=1,
+    )
+    assert r.status == "timed_out"
+    uid = int(r.log.split("uid ", 1)[1].split()[0])
+    if uid != os.geteuid():
+        assert identity.processes_of(uid) == []
 
 
 def _has_passwd_entry(pwd, uid):

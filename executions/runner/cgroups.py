@@ -1,0 +1,188 @@
+"""Per-run control groups: memory and process limits for a run's whole process tree,
+its peak memory, and a kill that reaches every process of the run.
+
+cgroup v2 (``/sys/fs/cgroup/cgroup.controllers``: ``memory.max``, ``pids.max``,
+``cgroup.kill``) and v1 (``/sys/fs/cgroup/{memory,pids}/``) are both handled. A group
+is made under ``scriptorium/`` of the hierarchy for each run and removed at its end.
+Where the server may not create groups (not root and no delegated subtree) ``open_run``
+returns None and runs are limited per process only (``describe`` says so).
+"""
+
+import functools
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+PARENT = "scriptorium"
+
+
+@dataclass
+class RunCgroup:
+    """One run's groups. ``procs_files`` are the cgroup.procs files a process writes
+    ``0`` to in order to join (the sandbox does it before the script starts)."""
+
+    version: int
+    dirs: list[Path] = field(default_factory=list)
+
+    @property
+    def procs_files(self) -> list[Path]:
+        return [d / "cgroup.procs" for d in self.dirs]
+
+    def _memory_dir(self) -> Path:
+        return self.dirs[0]
+
+    def pids(self) -> list[int]:
+        """The processes in the run's groups now."""
+        found: set[int] = set()
+        for path in self.procs_files:
+            try:
+                found.update(int(x) for x in path.read_text().split())
+            except (OSError, ValueError):
+                continue
+        return sorted(found)
+
+    def kill(self) -> None:
+        """SIGKILL every process in the groups (repeated until none is left or a
+        second has passed: a fork racing the kill is caught on the next round)."""
+        if self.version == 2:
+            try:
+                (self.dirs[0] / "cgroup.kill").write_text("1")
+            except OSError:
+                pass
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.005)
+
+    def peak_memory_bytes(self) -> int | None:
+        """The most memory the run's tree held at once (RSS, tmpfs, page cache)."""
+        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        return _read_int(self._memory_dir() / name)
+
+    def oom_kills(self) -> int:
+        """How many processes of the run the kernel killed for memory."""
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        try:
+            text = (self._memory_dir() / name).read_text()
+        except OSError:
+            return 0
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value or 0)
+        return 0
+
+    def remove(self) -> None:
+        """Kill what is left and remove the groups."""
+        self.kill()
+        for path in self.dirs:
+            for _ in range(50):
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@functools.cache
+def version() -> int:
+    """2 or 1 when this process can make run groups with memory and pids limits,
+    else 0."""
+    v2 = ROOT / "cgroup.controllers"
+    try:
+        if v2.exists():
+            controllers = v2.read_text().split()
+            if {"memory", "pids"} <= set(controllers) and os.access(ROOT, os.W_OK):
+                return 2
+            return 0
+        if all(os.access(ROOT / c, os.W_OK) for c in ("memory", "pids")):
+            return 1
+    except OSError:
+        return 0
+    return 0
+
+
+def _prepare_parent_v2() -> Path:
+    parent = ROOT / PARENT
+    parent.mkdir(exist_ok=True)
+    for path in (ROOT / "cgroup.subtree_control", parent / "cgroup.subtree_control"):
+        enabled = path.read_text().split()
+        missing = [c for c in ("memory", "pids") if c not in enabled]
+        if missing:
+            path.write_text(" ".join(f"+{c}" for c in missing))
+    return parent
+
+
+def open_run(name: str, *, memory_bytes: int, max_processes: int) -> RunCgroup | None:
+    """Make the run's groups with their limits, or None where the host does not let
+    this process (see ``version``) or making them fails."""
+    v = version()
+    if not v:
+        return None
+    group = RunCgroup(version=v)
+    try:
+        if v == 2:
+            path = _prepare_parent_v2() / name
+            path.mkdir()
+            group.dirs.append(path)
+            (path / "memory.max").write_text(str(memory_bytes))
+            _try_write(path / "memory.swap.max", "0")
+            (path / "pids.max").write_text(str(max_processes))
+        else:
+            memory = ROOT / "memory" / PARENT / name
+            pids = ROOT / "pids" / PARENT / name
+            for path in (memory, pids):
+                path.mkdir(parents=True)
+                group.dirs.append(path)
+            (memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            _try_write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes))
+            _try_write(memory / "memory.swappiness", "0")
+            (pids / "pids.max").write_text(str(max_processes))
+    except OSError:
+        group.remove()
+        return None
+    return group
+
+
+def _try_write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError:
+        pass
+
+
+def prune(older_than_seconds: float = 3600) -> int:
+    """Remove empty run groups left by a crashed worker. Returns how many."""
+    removed = 0
+    bases = [ROOT / PARENT] if version() == 2 else [ROOT / c / PARENT for c in ("memory", "pids")]
+    cutoff = time.time() - older_than_seconds
+    for base in bases:
+        if not base.is_dir():
+            continue
+        for entry in base.iterdir():
+            try:
+                if entry.is_dir() and entry.stat().st_mtime < cutoff:
+                    entry.rmdir()
+                    removed += 1
+            except OSError:
+                continue
+    return removed
