@@ -173,6 +173,7 @@ def _prepare_and_run(spec, backend, ident, failed, on_log, on_progress, should_c
             should_cancel=should_cancel,
         )
         oom_kills = group.oom_kills() if group is not None else 0
+        network_line = f"[scriptorium] {proxy.stats().summary()}\n" if proxy else ""
     finally:
         if group is not None:
             group.remove()
@@ -187,10 +188,14 @@ def _prepare_and_run(spec, backend, ident, failed, on_log, on_progress, should_c
         max_total_file_bytes=limits.max_total_file_bytes,
     )
     room = max(0, limits.log_bytes - outcome.log_bytes)
-    for line in outcome.skipped_files:  # counted against the log cap like the output
-        text = f"[scriptorium] File not collected: {line}\n"
-        if len(text) > room:
-            break
+    lines = [f"[scriptorium] File not collected: {line}\n" for line in outcome.skipped_files]
+    if oom_kills:
+        lines.append(
+            f"[scriptorium] {oom_kills} process(es) of the run were killed: memory limit\n"
+        )
+    for text in [*lines, network_line]:  # counted against the log cap like the output
+        if not text or len(text) > room:
+            continue
         room -= len(text)
         on_log(text)
     return workspace, outcome
@@ -287,7 +292,7 @@ def _run_harness(
                 from .netpolicy import PROXY_ENV
 
                 env.update(PROXY_ENV)
-            inner = [python_in, "-I", "-S", "-u", "-c", LAUNCHER, support_in, str(control_fd)]
+            inner = [python_in, "-I", "-S", "-B", "-u", "-c", LAUNCHER, support_in, str(control_fd)]
             return sandbox.spawn(
                 backend,
                 inner,
