@@ -471,13 +471,10 @@ def test_function_script_can_use_spawned_processes(run, backend):
     )
     assert r.status == "succeeded", r.log
     assert r.result["squares"] == [0, 1, 4, 9]
-    # The children import report.py: it must not leave __pycache__/report.*.pyc among the
-    # outputs. The harness sets sys.dont_write_bytecode for itself, but spawned children
-    # copy the interpreter's flags, and -I makes it ignore PYTHONDONTWRITEBYTECODE: the
-    # harness needs `-B` on its command line (run.py, not the harness's to change).
-    if not r.result["B"] and r.files:
-        pytest.xfail("needs -B on the harness command line in run.py")
-    assert r.files == {}
+    # The children import report.py; no __pycache__/report.*.pyc among the outputs:
+    # spawned children copy the interpreter's flags, so the harness runs with -B (-I
+    # makes it ignore PYTHONDONTWRITEBYTECODE).
+    assert r.result["B"] == 1 and r.files == {}
 
 
 def test_subprocess_uses_the_environment_python(run):
