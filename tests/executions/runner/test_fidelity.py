@@ -218,3 +218,23 @@ def test_logging_goes_to_the_log_and_to_its_file(run_corpus, backend):
         "WARNING batch 0 was empty",
         "ERROR lookup failed",
     ]
+
+
+def test_a_library_error_shows_the_script_and_the_library_but_no_host_folder(
+    run, backend, runner_data_dir
+):
+    """Frames in the environment's packages are shown under ``<env>/`` (on the rlimit
+    backend their real path is in the server's data folder)."""
+    r = run(
+        "import pandas as pd\n\ndef main():\n    return pd.DataFrame({'a': [1]})['b']\n",
+        filename="lookup.py",
+        requirements=["matplotlib", "pandas"],  # the environment of the analysis test
+        timeout_seconds=300,
+    )
+    assert (r.status, r.error_message) == ("failed", "KeyError: 'b'"), r.log
+    last = r.log.rsplit("Traceback (most recent call last):\n", 1)[1]  # pandas chains
+    frames = [line.strip() for line in last.splitlines() if line.strip().startswith("File ")]
+    assert frames[0] == 'File "lookup.py", line 4, in main', r.log
+    assert frames[1].startswith('File "<env>/lib/python3.'), r.log
+    assert "site-packages/pandas/core/frame.py" in frames[1]
+    assert str(runner_data_dir) not in r.log and "harness" not in r.log
