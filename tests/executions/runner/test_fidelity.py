@@ -87,10 +87,9 @@ def test_data_analysis_with_pandas_and_matplotlib(run_corpus, backend):
         ["2024-02", "14.5", "20.25"],
         ["2024-03", "14.5", "20.25"],
     ]
-    # HOME must be outside the collected folder: matplotlib's and fontconfig's caches
-    # (.cache/matplotlib, .cache/fontconfig, .config/matplotlib) are not outputs. Moving
-    # HOME is the sandbox's part (sandbox.py / run.py); this fails while HOME is the
-    # working folder.
+    # HOME is outside the collected folder (the sandbox's part: sandbox.py / run.py), so
+    # matplotlib's and fontconfig's caches (.cache/matplotlib, .cache/fontconfig,
+    # .config/matplotlib) are not among the outputs.
     assert sorted(r.files) == ["by_month.csv", "sales.png"], sorted(r.files)
 
 
