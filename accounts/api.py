@@ -79,6 +79,13 @@ class MeView(APIView):
 
 
 class RegisterView(APIView):
+    error_codes = {
+        "post": {
+            400: ["INVITATION_INVALID", "INVITATION_EXPIRED", "INVITATION_USED"],
+            403: ["INVITATION_REQUIRED"],
+            409: ["USER_EXISTS"],
+        }
+    }
     permission_classes = [AllowAny]
     authentication_classes = []
     throttle_classes = [ScopedRateThrottle]
@@ -102,6 +109,7 @@ class InvitationViewSet(
 ):
     """Staff invite people by e-mail; DELETE revokes (the record stays)."""
 
+    error_codes = {"create": {409: ["USER_EXISTS"]}}
     permission_classes = [IsAdminUser]
     serializer_class = InvitationSerializer
     lookup_value_regex = r"\d+"

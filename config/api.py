@@ -22,6 +22,7 @@ from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -249,50 +250,32 @@ def handler500(request):
     return server_error(request)
 
 
+class PassthroughRenderer(BaseRenderer):
+    """Lets a client that asks for the bytes of a download or a log (``Accept:
+    text/plain``, ``image/png``...) reach the view instead of a 406; the view answers
+    with its own response, so this renders only errors, which JsonErrorsMixin turns
+    into JSON."""
+
+    media_type = "*/*"
+    format = "raw"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return JSONRenderer().render(data)
+
+
+class JsonErrorsMixin:
+    """For views that also answer in other media types (SSE, plain text): an error is
+    always rendered as JSON and labelled application/json, whatever was negotiated."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, Response) and response.status_code >= 400:
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
 class Pagination(PageNumberPagination):
     """``?page=N&page_size=M`` (at most 200) -> ``{count, next, previous, results}``."""
 
     page_size_query_param = "page_size"
     max_page_size = 200
-
-
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string", "example": "VALIDATION_ERROR"},
-                "message": {"type": "string"},
-                "details": {"type": "object", "additionalProperties": True},
-            },
-            "required": ["code", "message", "details"],
-        }
-    },
-    "required": ["error"],
-}
-_ERROR_STATUSES = {
-    "400": "Invalid input (VALIDATION_ERROR with field details).",
-    "401": "Not authenticated, or the token is invalid.",
-    "403": "Not allowed.",
-    "404": "Not found.",
-    "429": "Too many requests.",
-}
-
-
-def document_error_responses(result, generator, request, public):
-    """drf-spectacular post-processing hook: every operation documents the error shape
-    for the statuses it can answer (drf-spectacular leaves them out otherwise)."""
-    components = result.setdefault("components", {}).setdefault("schemas", {})
-    components["Error"] = _ERROR_SCHEMA
-    ref = {"$ref": "#/components/schemas/Error"}
-    for path_item in result.get("paths", {}).values():
-        for operation in path_item.values():
-            if not isinstance(operation, dict) or "responses" not in operation:
-                continue
-            for code, description in _ERROR_STATUSES.items():
-                operation["responses"].setdefault(
-                    code,
-                    {"description": description, "content": {"application/json": {"schema": ref}}},
-                )
-    return result

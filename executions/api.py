@@ -9,6 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import JsonErrorsMixin, PassthroughRenderer
 from config.errors import NotFoundError
 from executions import selectors, services
 from executions.events import event_stream
@@ -131,6 +132,23 @@ class SyncRunResponseSerializer(serializers.Serializer):
     error = serializers.DictField(allow_null=True)
 
 
+# One Server-Sent Event, as the schema describes each event of the stream.
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["log", "progress", "status"]},
+        "data": {
+            "type": "string",
+            "description": "JSON: log {text}; progress {percent, message}; status {status, "
+            "error_code, error_message, exit_code} (status 'deleted' when the run is gone)",
+        },
+        "id": {"type": "string", "description": "log events: the chunk number"},
+        "retry": {"type": "integer"},
+    },
+    "required": ["event", "data"],
+}
+
+
 class EventStreamRenderer(renderers.BaseRenderer):
     media_type = "text/event-stream"
     format = "sse"
@@ -144,11 +162,21 @@ def _execution_or_404(request, pk) -> Execution:
     return selectors.execution_get_for_user(user=request.user, pk=pk)
 
 
-class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ExecutionViewSet(
+    JsonErrorsMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
     """Runs: list (yours; staff see all), start (202), detail, cancel, rerun, log,
-    live events (SSE) and files."""
+    live events (SSE) and files. Errors are JSON on every action, SSE included."""
 
     serializer_class = ExecutionSerializer
+    error_codes = {
+        "create": {409: ["SCRIPT_DISABLED", "SCRIPT_HAS_NO_VERSION"], 413: ["INPUT_TOO_LARGE"]},
+        "cancel": {409: ["EXECUTION_FINISHED"]},
+        "rerun": {409: ["SCRIPT_DELETED", "SCRIPT_DISABLED", "SCRIPT_HAS_NO_VERSION"]},
+    }
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
@@ -206,7 +234,9 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return Response({"id": execution.pk, "status": execution.status}, status=202)
 
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
-    @action(detail=True, methods=["get"])
+    @action(
+        detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, PassthroughRenderer]
+    )
     def log(self, request, pk=None):
         """The whole log as text/plain."""
         execution = _execution_or_404(request, pk)
@@ -215,7 +245,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         )
 
     @extend_schema(
-        responses={(200, "text/event-stream"): OpenApiTypes.STR},
+        responses={(200, "text/event-stream"): SSE_EVENT_SCHEMA},
         parameters=[OpenApiParameter("Last-Event-ID", int, OpenApiParameter.HEADER)],
     )
     @action(
@@ -240,7 +270,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return response
 
     @extend_schema(responses=ArtifactSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def files(self, request, pk=None):
         """The files the run left, with their categories."""
         execution = _execution_or_404(request, pk)
@@ -248,8 +278,10 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return Response(ArtifactSerializer(artifacts, many=True).data)
 
 
-class ExecutionFileView(APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+class ExecutionFileView(JsonErrorsMixin, APIView):
+    renderer_classes = [renderers.JSONRenderer, PassthroughRenderer]
+
+    @extend_schema(responses={(200, "*/*"): OpenApiTypes.BINARY})
     def get(self, request, pk: int, name: str):
         """Download one of the run's files."""
         from storage.services import file_open
@@ -267,6 +299,8 @@ class ExecutionFileView(APIView):
 
 
 class SyncRunView(APIView):
+    error_codes = {"post": {409: ["SCRIPT_DISABLED", "SCRIPT_HAS_NO_VERSION"]}}
+
     @extend_schema(
         request=SyncRunRequestSerializer,
         responses={200: SyncRunResponseSerializer, 202: SyncRunResponseSerializer},

@@ -35,6 +35,11 @@ class FolderViewSet(viewsets.GenericViewSet):
     """Folders the user can see. PATCH renames/moves; DELETE needs ?recursive=true when
     the folder is not empty."""
 
+    error_codes = {
+        "create": {409: ["FOLDER_EXISTS"]},
+        "partial_update": {400: ["FOLDER_CYCLE"], 409: ["FOLDER_EXISTS"]},
+        "destroy": {409: ["FOLDER_NOT_EMPTY"]},
+    }
     lookup_value_regex = r"\d+"
     serializer_class = s.FolderSerializer
 
@@ -115,6 +120,10 @@ class ScriptViewSet(viewsets.GenericViewSet):
     """Scripts the user can see (hidden ones are 404). Owners and staff may change or
     delete; others get 403."""
 
+    error_codes = {
+        "create": {409: ["SCRIPT_EXISTS_REPLACE_REQUIRED"], 413: ["SCRIPT_TOO_LARGE"]},
+        "partial_update": {409: ["SCRIPT_EXISTS"]},
+    }
     lookup_value_regex = r"\d+"
     serializer_class = s.ScriptSerializer
     parser_classes = [MultiPartParser, BoundedFormParser, BoundedJSONParser]

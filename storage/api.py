@@ -3,14 +3,16 @@
 from django.conf import settings
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import error_body
+from config.api import JsonErrorsMixin, PassthroughRenderer, error_body
 from config.errors import ApplicationError, PermissionDeniedError
+from config.schema import ErrorSerializer
 from storage import selectors, services
 from storage.keys import prefix_validate, upload_prefix_validate
 from storage.models import StoredFile
@@ -23,7 +25,9 @@ DOWNLOAD_BLOCK_SIZE = 256 * 1024  # FileResponse's 4 KiB default costs 3x in thr
 
 class StoredFileSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True, default=None)
-    execution = serializers.IntegerField(source="execution_id", read_only=True)
+    execution = serializers.IntegerField(
+        source="execution_id", read_only=True, allow_null=True, help_text="the run it came from"
+    )
 
     class Meta:
         model = StoredFile
@@ -48,6 +52,7 @@ class FileUploadView(APIView):
     """POST multipart ``file`` (+ ``?prefix=``) -> 201 ``{key, size, ...}``."""
 
     parser_classes = [MultiPartParser]
+    error_codes = {"post": {400: ["INVALID_KEY"], 413: ["FILE_TOO_LARGE", "QUOTA_EXCEEDED"]}}
 
     def initialize_request(self, request, *args, **kwargs):
         # Before anything (CSRF checks included) reads the body.
@@ -120,13 +125,15 @@ class FileInfoView(APIView):
         return Response(StoredFileSerializer(stored).data)
 
 
-class FileView(APIView):
+class FileView(JsonErrorsMixin, APIView):
+    renderer_classes = [JSONRenderer, PassthroughRenderer]
+
     @extend_schema(
         parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER)],
         responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
-            (206, "application/octet-stream"): OpenApiTypes.BINARY,
-            416: inline_serializer("RangeError", {"error": serializers.DictField()}),
+            (200, "*/*"): OpenApiTypes.BINARY,
+            (206, "*/*"): OpenApiTypes.BINARY,
+            416: OpenApiResponse(ErrorSerializer, description="RANGE_NOT_SATISFIABLE"),
         },
     )
     def get(self, request, key):

@@ -346,3 +346,29 @@ def test_bad_or_unknown_input_file_keys_are_refused(api, upload, key):
     )
     assert "input_files" in assert_error(response, 400, "VALIDATION_ERROR")["details"]
     assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_events_of_a_missing_run_is_a_json_404(api):
+    """Asked for an event stream, the error still comes as JSON, labelled so."""
+    response = api.get("/api/v1/executions/999999/events/", HTTP_ACCEPT="text/event-stream")
+    assert response["Content-Type"].startswith("application/json")
+    assert_error(response, 404, "NOT_FOUND")
+    response = api.get("/api/v1/executions/999999/events/?format=sse")
+    assert response["Content-Type"].startswith("application/json")
+    assert_error(response, 404, "NOT_FOUND")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path, accept",
+    [
+        ("/api/v1/executions/999999/log/", "text/plain"),
+        ("/api/v1/executions/999999/files/out.png", "image/png"),
+    ],
+)
+def test_errors_of_text_and_file_endpoints_are_json_whatever_was_asked(api, path, accept):
+    """A client asking for the bytes gets the view's answer (here a 404), not a 406."""
+    response = api.get(path, HTTP_ACCEPT=accept)
+    assert response["Content-Type"].startswith("application/json")
+    assert_error(response, 404, "NOT_FOUND")

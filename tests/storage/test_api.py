@@ -242,3 +242,10 @@ def test_reserved_prefixes_are_refused_for_uploads(api, prefix):
     response = api.post(f"/api/v1/files/upload?prefix={prefix}", {"file": upload})
     assert_error(response, 400, "INVALID_KEY")
     assert not StoredFile.objects.exists()
+
+
+@pytest.mark.django_db
+def test_download_error_is_json_when_the_client_asks_for_bytes(api):
+    response = api.get("/api/v1/files/uploads/missing.bin", HTTP_ACCEPT="application/octet-stream")
+    assert response["Content-Type"].startswith("application/json")
+    assert_error(response, 404)
