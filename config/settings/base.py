@@ -153,7 +153,14 @@ else:
     Q_CLUSTER["orm"] = "default"
 
 # --- REST API ----------------------------------------------------------------------
+# How many reverse proxies in front of the web tier append to X-Forwarded-For. The
+# throttles (login, register) key on the client address: REMOTE_ADDR with 0 (the
+# header is ignored, so a client cannot choose its address), the address the nearest
+# proxy appended with 1, and so on. Never more than the proxies that really exist.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+
 REST_FRAMEWORK = {
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
