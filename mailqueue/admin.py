@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from config.errors import ApplicationError
 from mailqueue import selectors, services
-from mailqueue.models import EmailDetail, EmailParameter
+from mailqueue.models import EmailDetail, EmailParameter, SslFlag
 
 
 @admin.register(EmailDetail)
@@ -137,6 +137,8 @@ class EmailParameterForm(forms.ModelForm):
         help_text="Write-only. Leave empty to keep the stored password.",
     )
     clear_password = forms.BooleanField(required=False)
+    # The same values the API accepts (one definition: mailqueue.models.SslFlag).
+    smtp_ssl_flag = forms.ChoiceField(choices=SslFlag.choices, initial=SslFlag.NO)
 
     class Meta:
         model = EmailParameter
@@ -199,9 +201,8 @@ class EmailParameterAdmin(admin.ModelAdmin):
             row, outcome = services.mail_send_test(
                 email=request.user.email, param_code=param.param_code
             )
-            ok = outcome["status"] == "sent"
-            self.message_user(
-                request,
-                f"{param.param_code}: {outcome['status']} {outcome['reason']}".strip(),
-                messages.SUCCESS if ok else messages.ERROR,
+            level = {"sent": messages.SUCCESS, "queued": messages.WARNING}.get(
+                outcome["status"], messages.ERROR
             )
+            text = f"{param.param_code}: {outcome['status']}: {outcome['message']}"
+            self.message_user(request, f"{text} {outcome['reason']}".strip(), level)

@@ -21,6 +21,16 @@ class SendFlag(models.TextChoices):
     FAILED = "F", "Failed for good (permanent error, or retries used up)"
 
 
+class SslFlag(models.TextChoices):
+    """Every value ``tbl_EMailParameters.SMTPSSLFlag`` may hold (the one place; blank is
+    read as ``N``)."""
+
+    YES = "Y", "Y: STARTTLS (implicit TLS on port 465)"
+    TLS = "T", "T: STARTTLS (implicit TLS on port 465)"
+    SSL = "S", "S: implicit TLS"
+    NO = "N", "N: plain"
+
+
 class EmailParameter(models.Model):
     """One SMTP parameter set of ``tbl_EMailParameters``, keyed by ParamCode.
 

@@ -257,7 +257,7 @@ class _Batch:
             connection.send_messages([build_message(row, None)])
         except Exception as exc:
             return classify(exc)
-        return Outcome(SENT, "")
+        return Outcome(SENT, "", via=backend)
 
     def _record(self, row: EmailDetail, outcome: Outcome) -> None:
         now = self.now()

@@ -11,8 +11,15 @@ from django.db.utils import load_backend
 
 from config.errors import ApplicationError, ConflictError, NotFoundError
 from mailqueue.crypto import MAX_PASSWORD_LENGTH, encrypt_password
-from mailqueue.models import EmailDetail, EmailParameter, IntervalUnit, MailService, SendFlag
-from mailqueue.smtp import split_addresses
+from mailqueue.models import (
+    EmailDetail,
+    EmailParameter,
+    IntervalUnit,
+    MailService,
+    SendFlag,
+    SslFlag,
+)
+from mailqueue.smtp import CONFIG, PERMANENT, SENT, TRANSIENT, split_addresses
 
 CONFIG_FIELDS = (
     "start_time",
@@ -33,7 +40,15 @@ PARAM_FIELDS = (
     "smtp_ssl_flag",
     "is_active",
 )
-SSL_FLAGS = ("Y", "N", "S", "T", "")
+# The one definition of the configuration's ranges (the API serializer and the admin
+# form take theirs from here): field -> (lowest, highest), whole numbers.
+CONFIG_LIMITS = {
+    "interval": (1, 10_000),
+    "db_request_timeout": (1, 3600),
+    "db_connection_timeout": (1, 600),
+    "max_retries": (1, 100),
+    "batch_size": (1, 10_000),
+}
 
 
 def service_get() -> MailService:
@@ -63,14 +78,7 @@ def service_configure(**changes) -> MailService:
     for name in ("start_time", "end_time"):
         if name in changes and not isinstance(changes[name], dtime):
             errors[name] = ["A time of day (HH:MM) is required."]
-    limits = {
-        "interval": (1, 10_000),
-        "db_request_timeout": (1, 3600),
-        "db_connection_timeout": (1, 600),
-        "max_retries": (1, 100),
-        "batch_size": (1, 10_000),
-    }
-    for name, (low, high) in limits.items():
+    for name, (low, high) in CONFIG_LIMITS.items():
         if name in changes:
             value = changes[name]
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -173,9 +181,18 @@ def mail_send_now(*, srnos: list[int]):
     return process_batch(only=srnos, batch_size=len(srnos) or 1, wait=30)
 
 
+TEST_MAIL_STATUSES = ("sent", "console", "fallback", "queued", "retrying", "failed", "config")
+
+
 def mail_send_test(*, email: str, param_code: str | None = None) -> tuple[EmailDetail, dict]:
     """Queue a test e-mail to ``email`` (through ``param_code`` or the default set) and
-    send it at once. Returns the row as it ended and ``{"status", "reason"}``."""
+    send it at once. Returns the row as it ended and ``{"status", "message", "reason"}``,
+    ``status`` saying what really happened (one of TEST_MAIL_STATUSES): ``sent`` only
+    when an SMTP server accepted it; ``console`` when, with no parameter set, it was
+    only written to the console by MAILQUEUE_FALLBACK_BACKEND; ``fallback`` when it was
+    handed to another fallback backend; ``queued`` when another processor was busy
+    (it waits in the queue); ``retrying``, ``failed`` or ``config`` when sending failed
+    (``reason`` says why)."""
     if param_code and not EmailParameter.objects.filter(param_code=param_code).exists():
         raise NotFoundError(f"No SMTP parameter set {param_code!r}.", code="PARAM_NOT_FOUND")
     row = mail_enqueue(
@@ -187,11 +204,37 @@ def mail_send_test(*, email: str, param_code: str | None = None) -> tuple[EmailD
     result = mail_send_now(srnos=[row.srno])
     outcome = result.outcomes.get(row.srno)
     row.refresh_from_db()
-    status = "busy" if outcome is None else outcome.kind
-    return row, {"status": status, "reason": outcome.reason if outcome else ""}
+    reason = outcome.reason if outcome else ""
+    if outcome is None:
+        status, message = "queued", "Another processor is running; the e-mail waits in the queue."
+    elif outcome.kind == SENT and outcome.via.endswith("console.EmailBackend"):
+        status, message = (
+            "console",
+            "No SMTP parameter set exists: the e-mail was only written to the server's "
+            "console (MAILQUEUE_FALLBACK_BACKEND), not delivered.",
+        )
+    elif outcome.kind == SENT and outcome.via:
+        status = "fallback"
+        message = f"No SMTP parameter set exists: the e-mail was handed to {outcome.via}."
+    elif outcome.kind == SENT:
+        status, message = "sent", "The SMTP server accepted the e-mail."
+    elif outcome.kind == TRANSIENT:
+        status, message = "retrying", "A temporary failure; the e-mail will be retried."
+    elif outcome.kind == PERMANENT:
+        status, message = "failed", "The SMTP server refused the e-mail."
+    else:
+        assert outcome.kind == CONFIG
+        status, message = "config", "A configuration error; the e-mail waits in the queue."
+    return row, {"status": status, "message": message, "reason": reason}
 
 
 # --- SMTP parameter sets ------------------------------------------------------------
+
+
+def ssl_flag_normalize(value) -> str:
+    """An SMTPSSLFlag as stored: upper case, blank read as ``N`` (SslFlag holds the
+    valid values)."""
+    return str(value or "").strip().upper() or SslFlag.NO
 
 
 def _clean_param(data: dict, errors: dict) -> dict:
@@ -200,8 +243,8 @@ def _clean_param(data: dict, errors: dict) -> dict:
         if name in data:
             clean[name] = data[name]
     if "smtp_ssl_flag" in clean:
-        clean["smtp_ssl_flag"] = (clean["smtp_ssl_flag"] or "").strip().upper() or "N"
-        if clean["smtp_ssl_flag"] not in SSL_FLAGS:
+        clean["smtp_ssl_flag"] = ssl_flag_normalize(clean["smtp_ssl_flag"])
+        if clean["smtp_ssl_flag"] not in SslFlag.values:
             errors["smtp_ssl_flag"] = ["One of Y, T (STARTTLS), S (implicit TLS), N."]
     if "is_active" in clean:
         clean["is_active"] = "Y" if clean["is_active"] in (True, "Y", "y") else "N"

@@ -28,10 +28,13 @@ _SPLIT = re.compile(r"[,;]")
 
 @dataclass
 class Outcome:
-    """What happened to one row: ``kind`` is SENT, TRANSIENT, PERMANENT or CONFIG."""
+    """What happened to one row: ``kind`` is SENT, TRANSIENT, PERMANENT or CONFIG;
+    ``via`` names the Django backend when the row went to MAILQUEUE_FALLBACK_BACKEND
+    instead of an SMTP parameter set."""
 
     kind: str
     reason: str = ""
+    via: str = ""
 
 
 class SendFailure(Exception):

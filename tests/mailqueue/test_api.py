@@ -21,24 +21,36 @@ def test_staff_only(api, anon_client):
 
 def test_config_get_put_and_validation(staff_api):
     body = staff_api.get(URL + "config/").json()
-    assert set(body) >= {
-        "startTime",
-        "endTime",
+    assert set(body) == {
+        "start_time",
+        "end_time",
         "interval",
-        "intervalUnit",
-        "dbRequestTimeout",
-        "dbConnectionTimeout",
+        "interval_unit",
+        "db_request_timeout",
+        "db_connection_timeout",
+        "max_retries",
+        "batch_size",
     }
-    new = {**body, "startTime": "22:00", "endTime": "06:00", "interval": 2, "intervalUnit": "hours"}
+    assert body["start_time"] == "00:00"  # HH:MM, as the schema's pattern says
+    new = {
+        **body,
+        "start_time": "22:00",
+        "end_time": "06:00:00",
+        "interval": 2,
+        "interval_unit": "hours",
+    }
     answer = staff_api.put(URL + "config/", new, format="json")
     assert answer.status_code == 200, answer.content
-    assert answer.json()["startTime"] == "22:00" and answer.json()["intervalUnit"] == "hours"
+    assert answer.json()["start_time"] == "22:00" and answer.json()["end_time"] == "06:00"
+    assert answer.json()["interval_unit"] == "hours"
     error = assert_error(
-        staff_api.put(URL + "config/", {**new, "interval": 0, "startTime": "25:99"}, format="json"),
+        staff_api.put(
+            URL + "config/", {**new, "interval": 0, "start_time": "25:99"}, format="json"
+        ),
         400,
         "VALIDATION_ERROR",
     )
-    assert {"interval", "startTime"} <= set(error["details"])
+    assert {"interval", "start_time"} <= set(error["details"])
     assert staff_api.get(URL + "config/").json()["interval"] == 2
 
 
@@ -48,9 +60,9 @@ def test_service_start_stop_and_status(staff_api):
         == "stopped"
     )
     started = staff_api.post(URL + "service/", {"action": "start"}, format="json").json()
-    assert started["status"] == "running" and started["startedAt"] and started["nextRun"]
+    assert started["status"] == "running" and started["started_at"] and started["next_run"]
     status = staff_api.get(URL + "status/").json()
-    assert set(status) >= {"status", "startedAt", "lastActivity", "lastRun", "nextRun"}
+    assert set(status) >= {"status", "started_at", "last_activity", "last_run", "next_run"}
     assert_error(
         staff_api.post(URL + "service/", {"action": "pause"}, format="json"),
         400,
@@ -72,7 +84,7 @@ def test_force_process_returns_counts(staff_api, mail_settings, smtp_server, mak
         "deferred": 0,
         "busy": False,
     }
-    assert staff_api.get(URL + "status/").json()["lastRun"]
+    assert staff_api.get(URL + "status/").json()["last_run"]
 
 
 def test_test_email_is_sent_through_the_parameter_set(
@@ -80,14 +92,14 @@ def test_test_email_is_sent_through_the_parameter_set(
 ):
     make_param(smtp_server.port, code="MAIN")
     answer = staff_api.post(
-        URL + "test/", {"email": "me@example.com", "paramCode": "MAIN"}, format="json"
+        URL + "test/", {"email": "me@example.com", "param_code": "MAIN"}, format="json"
     )
     assert answer.status_code == 200, answer.content
-    assert answer.json()["status"] == "sent" and answer.json()["sendFlag"] == "Y"
+    assert answer.json()["status"] == "sent" and answer.json()["send_flag"] == "Y"
     assert smtp_server.messages[0]["rcpt_tos"] == ["me@example.com"]
     assert_error(
         staff_api.post(
-            URL + "test/", {"email": "x@example.com", "paramCode": "NOPE"}, format="json"
+            URL + "test/", {"email": "x@example.com", "param_code": "NOPE"}, format="json"
         ),
         404,
         "PARAM_NOT_FOUND",
@@ -238,3 +250,109 @@ def test_smtp_params_crud_password_write_only_and_encrypted(staff_api, settings)
     EmailDetail.objects.all().delete()
     assert staff_api.delete(URL + "smtp-params/MAIN/").status_code == 204
     assert_error(staff_api.get(URL + "smtp-params/MAIN/"), 404, "NOT_FOUND")
+
+
+def test_status_and_dashboard_name_the_same_fields_alike(staff_api):
+    """One naming (snake_case) for the service's state, wherever it is shown."""
+    status = staff_api.get(URL + "status/").json()
+    dashboard = staff_api.get(URL + "dashboard/").json()
+    assert (
+        set(status)
+        == set(dashboard["service"])
+        == {
+            "status",
+            "started_at",
+            "stopped_at",
+            "last_activity",
+            "last_run",
+            "next_run",
+            "window_open",
+        }
+    )
+    config = staff_api.get(URL + "config/").json()
+    schedule = dashboard["schedule"]
+    assert (schedule["start_time"], schedule["end_time"]) == (
+        config["start_time"],
+        config["end_time"],
+    )
+
+
+def test_test_email_to_the_console_is_not_reported_as_sent(staff_api, mail_settings, settings):
+    """No SMTP parameter set: the fallback console backend only prints the mail."""
+    settings.MAILQUEUE_FALLBACK_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    answer = staff_api.post(URL + "test/", {"email": "me@example.com"}, format="json")
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["status"] == "console" and "console" in body["message"]
+    assert set(body) == {"id", "send_flag", "status", "message", "reason"}
+
+
+def test_test_email_through_another_fallback_backend(staff_api, mail_settings, settings):
+    settings.MAILQUEUE_FALLBACK_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    body = staff_api.post(URL + "test/", {"email": "me@example.com"}, format="json").json()
+    assert body["status"] == "fallback" and "locmem" in body["message"]
+
+
+def test_test_email_refused_by_the_server_says_failed(
+    staff_api, mail_settings, smtp_server, make_param
+):
+    make_param(smtp_server.port, code="MAIN")
+    smtp_server.handler.rcpt_replies = {"nobody": "550 no such user"}
+    body = staff_api.post(
+        URL + "test/", {"email": "nobody@example.com", "param_code": "MAIN"}, format="json"
+    ).json()
+    assert body["status"] == "failed" and "550" in body["reason"]
+
+
+def test_queue_rows_with_null_legacy_columns_read_as_null(staff_api):
+    EmailDetail.objects.create(to_emails=None, subject=None)
+    (row,) = staff_api.get(URL + "queue/").json()["results"]
+    assert row["to"] is None and row["cc"] is None and row["paramCode"] is None
+    assert row["sentDate"] is None and row["bounceReason"] is None
+    assert row["lastRetryDate"] is None
+
+
+def test_config_ranges_come_from_the_service(staff_api, monkeypatch):
+    from mailqueue import services
+
+    low, high = services.CONFIG_LIMITS["batch_size"]
+    body = staff_api.get(URL + "config/").json()
+    error = assert_error(
+        staff_api.put(URL + "config/", {**body, "batch_size": high + 1}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert "batch_size" in error["details"]
+    answer = staff_api.put(URL + "config/", {**body, "batch_size": high}, format="json")
+    assert answer.json()["batch_size"] == high
+
+
+def test_ssl_flags_are_one_definition_for_api_and_admin(staff_api):
+    from mailqueue.admin import EmailParameterForm
+    from mailqueue.models import SslFlag
+
+    form_choices = [value for value, _ in EmailParameterForm().fields["smtp_ssl_flag"].choices]
+    assert form_choices == SslFlag.values
+    data = {"paramCode": "P1", "smtpServer": "smtp.example.com", "smtpPort": 25}
+    data["smtpMailId"] = "noreply@example.com"
+    created = staff_api.post(URL + "smtp-params/", {**data, "smtpSslFlag": "s"}, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["smtpSslFlag"] == "S"
+    blank = staff_api.post(
+        URL + "smtp-params/", {**data, "paramCode": "P2", "smtpSslFlag": ""}, format="json"
+    )
+    assert blank.json()["smtpSslFlag"] == "N"
+    error = assert_error(
+        staff_api.post(
+            URL + "smtp-params/", {**data, "paramCode": "P3", "smtpSslFlag": "X"}, format="json"
+        ),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert "smtpSslFlag" in error["details"]
+
+
+def test_smtp_param_with_null_legacy_columns_reads_as_null(staff_api):
+    EmailParameter.objects.create(param_code="LEGACY")
+    body = staff_api.get(URL + "smtp-params/LEGACY/").json()
+    assert body["smtpServer"] is None and body["smtpPort"] is None and body["smtpSslFlag"] is None
