@@ -245,14 +245,26 @@ def _init(control):
         except BaseException as exc:  # noqa: BLE001 - whatever fails, say so and stop
             os.write(2, f"[scriptorium] The sandbox could not start the script: {exc}\n".encode())
         os._exit(125)
+    _close_passed(control)
+    _exit_with(child, reap_all=True)
+
+
+def _close_passed(control):
+    """This process's copies of the fds meant for the script (its pipes' ends must
+    close when the script's do)."""
     for fd in control["pass_fds"] + control["cgroup_fds"]:
         try:
             os.close(fd)
         except OSError:
             pass
+
+
+def _exit_with(child, *, reap_all):
+    """Wait for ``child`` (reaping any other process meanwhile when ``reap_all``: the
+    PID 1 duty) and exit with its status (128 + signal when it was killed)."""
     while True:
         try:
-            pid, status = os.waitpid(-1, 0)
+            pid, status = os.waitpid(-1 if reap_all else child, 0)
         except ChildProcessError:
             os._exit(125)
         except InterruptedError:
@@ -280,20 +292,8 @@ def main(control_fd):
         except BaseException as exc:  # noqa: BLE001
             os.write(2, f"[scriptorium] The sandbox could not start: {exc}\n".encode())
         os._exit(125)
-    for fd in control["pass_fds"] + control["cgroup_fds"]:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    while True:
-        try:
-            _pid, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    if os.WIFSIGNALED(status):
-        os._exit(128 + os.WTERMSIG(status))
-    os._exit(os.WEXITSTATUS(status))
+    _close_passed(control)
+    _exit_with(pid, reap_all=False)
 
 
 if __name__ == "__main__":
