@@ -93,6 +93,12 @@ class StrictSerializer(serializers.Serializer):
         return attrs
 
 
+TIMEOUT_HELP = (
+    "seconds, positive; above RUN_TIMEOUT_MAX_SECONDS it is clamped to it "
+    "(the stored run shows the timeout that applies)"
+)
+
+
 class ExecutionCreateSerializer(StrictSerializer):
     script = serializers.CharField(max_length=1300, help_text="Script id or logical path")
     data = serializers.JSONField(
@@ -104,13 +110,18 @@ class ExecutionCreateSerializer(StrictSerializer):
         required=False,
         max_length=500,
     )
+    # Counts and ranges are the service's rules (one place): passed through here.
     input_files = serializers.ListField(
-        child=serializers.CharField(max_length=1024), required=False, max_length=100
+        child=serializers.CharField(max_length=1024),
+        required=False,
+        help_text=f"file keys, at most {services.INPUT_FILES_MAX}",
     )
     email_to = serializers.ListField(
-        child=serializers.CharField(max_length=254), required=False, max_length=20
+        child=serializers.CharField(max_length=254),
+        required=False,
+        help_text=f"report recipients, at most {services.EMAIL_TO_MAX}",
     )
-    timeout = serializers.IntegerField(required=False, min_value=1)
+    timeout = serializers.IntegerField(required=False, help_text=TIMEOUT_HELP)
 
 
 class ExecutionAcceptedSerializer(serializers.Serializer):
@@ -120,7 +131,7 @@ class ExecutionAcceptedSerializer(serializers.Serializer):
 
 class SyncRunRequestSerializer(StrictSerializer):
     data = serializers.JSONField(required=False)
-    timeout = serializers.IntegerField(required=False, min_value=1)
+    timeout = serializers.IntegerField(required=False, help_text=TIMEOUT_HELP)
 
 
 class SyncRunResponseSerializer(serializers.Serializer):

@@ -10,6 +10,7 @@ files as Artifacts and records the outcome.
 
 import functools
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +30,8 @@ logger = get_logger("scriptorium.executions")
 
 
 MESSAGE_MAX_CHARS = 300
+EMAIL_TO_MAX = 20  # report recipients of one run
+INPUT_FILES_MAX = 100  # input files of one run
 
 
 def _short(message: str) -> str:
@@ -36,10 +39,34 @@ def _short(message: str) -> str:
     return message if len(message) <= MESSAGE_MAX_CHARS else message[:MESSAGE_MAX_CHARS] + "..."
 
 
+def _unexpected_keys(error) -> list[str]:
+    """The keys an ``additionalProperties: false`` error is about."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    known = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    return [k for k in instance if k not in known and not any(_matches(p, k) for p in patterns)]
+
+
+def _matches(pattern: str, key: str) -> bool:
+    try:
+        return re.search(pattern, key) is not None
+    except re.error:
+        return False
+
+
 def _validation_error(errors) -> ApplicationError:
+    """VALIDATION_ERROR with each message under the input it concerns ("a/0/b" for
+    nested ones): a missing input under its name, an unknown one under its own key."""
     details: dict[str, list[str]] = {}
     for error in errors[:50]:
-        path = "/".join(str(p) for p in error.absolute_path) or "non_field_errors"
+        prefix = "/".join(str(p) for p in error.absolute_path)
+        if error.validator == "additionalProperties" and error.validator_value is False:
+            for key in _unexpected_keys(error):
+                path = f"{prefix}/{key}" if prefix else key
+                details.setdefault(path, []).append("Unknown input for this script.")
+            continue
+        path = prefix or "non_field_errors"
         if error.validator == "required" and path == "non_field_errors":
             missing = error.message.split("'")[1] if "'" in error.message else path
             path = missing
@@ -84,6 +111,8 @@ def _check_input_size(inputs: Any) -> None:
 
 
 def _clean_email_list(email_to) -> list[str]:
+    """The report recipients: a list (or a ``,``/``;``-separated string) of at most
+    EMAIL_TO_MAX valid addresses; VALIDATION_ERROR under ``email_to`` otherwise."""
     if email_to in (None, "", []):
         return []
     if isinstance(email_to, str):
@@ -91,6 +120,12 @@ def _clean_email_list(email_to) -> list[str]:
     if not isinstance(email_to, list) or not all(isinstance(e, str) for e in email_to):
         raise ApplicationError(
             "VALIDATION_ERROR", "email_to must be a list of addresses.", {"email_to": ["Bad."]}
+        )
+    if len(email_to) > EMAIL_TO_MAX:
+        raise ApplicationError(
+            "VALIDATION_ERROR",
+            f"A run reports to at most {EMAIL_TO_MAX} addresses.",
+            {"email_to": [f"At most {EMAIL_TO_MAX} addresses."]},
         )
     cleaned = []
     for address in email_to:
@@ -103,10 +138,13 @@ def _clean_email_list(email_to) -> list[str]:
                 {"email_to": [f"Not a valid e-mail address: {address!r}"]},
             )
         cleaned.append(address.strip())
-    return cleaned[:20]
+    return cleaned
 
 
 def _clean_timeout(timeout) -> int | None:
+    """The run's own timeout: a positive number of seconds (VALIDATION_ERROR under
+    ``timeout`` otherwise), clamped to RUN_TIMEOUT_MAX_SECONDS, so that the stored run
+    shows the timeout that applies (the script's own timeout may still shorten it)."""
     if timeout in (None, ""):
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
@@ -115,7 +153,7 @@ def _clean_timeout(timeout) -> int | None:
             "timeout must be a positive number of seconds.",
             {"timeout": ["Expected a positive number."]},
         )
-    return int(timeout)
+    return max(1, min(int(timeout), int(settings.RUN_TIMEOUT_MAX_SECONDS)))
 
 
 def _clean_input_files(*, user, keys) -> list[dict]:
@@ -127,10 +165,16 @@ def _clean_input_files(*, user, keys) -> list[dict]:
             "input_files must be a list of file keys.",
             {"input_files": ["Expected a list of strings."]},
         )
+    if len(keys) > INPUT_FILES_MAX:
+        raise ApplicationError(
+            "VALIDATION_ERROR",
+            f"A run takes at most {INPUT_FILES_MAX} input files.",
+            {"input_files": [f"At most {INPUT_FILES_MAX} files."]},
+        )
     from storage.selectors import file_get_for_user
 
     files = []
-    for key in keys[:100]:
+    for key in keys:
         try:
             stored = file_get_for_user(user=user, key=key)
         except ApplicationError as exc:

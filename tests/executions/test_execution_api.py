@@ -372,3 +372,84 @@ def test_errors_of_text_and_file_endpoints_are_json_whatever_was_asked(api, path
     response = api.get(path, HTTP_ACCEPT=accept)
     assert response["Content-Type"].startswith("application/json")
     assert_error(response, 404, "NOT_FOUND")
+
+
+@pytest.mark.django_db
+def test_an_unknown_input_is_reported_under_its_key(api, upload):
+    script = upload(TYPED)
+    response = api.post(
+        "/api/v1/executions/",
+        {"script": script.pk, "data": {"name": "a", "colour": "red"}},
+        format="json",
+    )
+    details = assert_error(response, 400, "VALIDATION_ERROR")["details"]
+    assert details == {"colour": ["Unknown input for this script."]}
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_timeout_over_the_maximum_is_clamped_and_stored_clamped(api, upload, settings):
+    settings.RUN_TIMEOUT_MAX_SECONDS = 3600
+    script = upload(TYPED)
+    response = api.post(
+        "/api/v1/executions/",
+        {"script": script.pk, "data": {"name": "a"}, "timeout": 999999},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    assert Execution.objects.get(pk=response.json()["id"]).options["timeout"] == 3600
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("timeout", [0, -5])
+def test_a_timeout_below_one_second_is_refused_by_the_service_rule(api, upload, timeout):
+    script = upload(TYPED)
+    for url, body in [
+        ("/api/v1/executions/", {"script": script.pk, "data": {"name": "a"}}),
+        (f"/api/v1/run/{script.logical_path}", {"data": {"name": "a"}}),
+    ]:
+        response = api.post(url, {**body, "timeout": timeout}, format="json")
+        error = assert_error(response, 400, "VALIDATION_ERROR")
+        assert error["details"] == {"timeout": ["Expected a positive number."]}
+
+
+@pytest.mark.django_db
+def test_too_many_recipients_or_input_files_are_refused_by_the_service_too(user, upload):
+    """The API and every other caller meet the same limit, with the same answer."""
+    from config.errors import ApplicationError
+
+    script = upload(TYPED)
+    too_many = [f"u{i}@example.com" for i in range(services.EMAIL_TO_MAX + 1)]
+    with pytest.raises(ApplicationError) as refused:
+        services.execution_start(
+            user=user, script_ref=script.pk, inputs={"name": "a"}, email_to=too_many
+        )
+    assert refused.value.details == {"email_to": [f"At most {services.EMAIL_TO_MAX} addresses."]}
+    keys = [f"uploads/k{i}.txt" for i in range(services.INPUT_FILES_MAX + 1)]
+    with pytest.raises(ApplicationError) as refused:
+        services.execution_start(
+            user=user, script_ref=script.pk, inputs={"name": "a"}, input_files=keys
+        )
+    assert refused.value.details == {"input_files": [f"At most {services.INPUT_FILES_MAX} files."]}
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_api_gives_the_services_answer_for_those_limits(api, upload):
+    script = upload(TYPED)
+    too_many = [f"u{i}@example.com" for i in range(services.EMAIL_TO_MAX + 1)]
+    response = api.post(
+        "/api/v1/executions/",
+        {"script": script.pk, "data": {"name": "a"}, "email_to": too_many},
+        format="json",
+    )
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert error["details"] == {"email_to": [f"At most {services.EMAIL_TO_MAX} addresses."]}
+    keys = [f"uploads/k{i}.txt" for i in range(services.INPUT_FILES_MAX + 1)]
+    response = api.post(
+        "/api/v1/executions/",
+        {"script": script.pk, "data": {"name": "a"}, "input_files": keys},
+        format="json",
+    )
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert error["details"] == {"input_files": [f"At most {services.INPUT_FILES_MAX} files."]}
