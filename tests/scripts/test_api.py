@@ -237,7 +237,8 @@ def test_tree_nests_folders_and_root_scripts(api, user, upload):
 def test_upload_answer_carries_inspection_warnings(api):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    upload = SimpleUploadedFile("lonely.py", b"def main():\n    return {'a': 1}\n")
+    source = b"class Foo: ...\ndef main(x: Foo) -> dict:\n    return {}\n"
+    upload = SimpleUploadedFile("odd.py", source)
     response = api.post("/api/v1/scripts/", {"file": upload}, format="multipart")
     assert response.status_code == 201, response.content
-    assert any("nothing calls" in w for w in response.json()["warnings"])
+    assert any("Foo" in w for w in response.json()["warnings"]), response.json()
