@@ -122,7 +122,7 @@ def prepare_and_run(spec, *, on_log, on_progress, should_cancel):
             spec, backend, ident, failed, on_log, on_progress, should_cancel
         )
     finally:
-        ident.release()
+        ident.release()  # (an internal error inside has removed the workspace already)
     outcome.duration_seconds = time.monotonic() - started
     return workspace, outcome
 
@@ -130,6 +130,14 @@ def prepare_and_run(spec, *, on_log, on_progress, should_cancel):
 def _prepare_and_run(spec, backend, ident, failed, on_log, on_progress, should_cancel):
     owner = (ident.uid, ident.gid) if ident.uid is not None else None
     workspace = create_workspace(spec.run_id, owner=owner, backend=backend)
+    try:
+        return _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should_cancel)
+    except BaseException:
+        workspace.remove()  # never leave a run's files behind, whatever failed
+        raise
+
+
+def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should_cancel):
     inside = backend != "rlimit"
     try:
         script_name = sanitise_name(spec.filename or "script.py")
@@ -139,7 +147,7 @@ def _prepare_and_run(spec, backend, ident, failed, on_log, on_progress, should_c
     script = workspace.work / script_name
     script.write_text(spec.source, encoding="utf-8")
     os.chmod(script, 0o644)
-    give_to_run_user(script, owner)
+    give_to_run_user(script, workspace.owner)
     workspace.snapshot()
     try:
         python = ensure_environment(spec.requirements, on_log=on_log)
@@ -187,16 +195,21 @@ def _prepare_and_run(spec, backend, ident, failed, on_log, on_progress, should_c
         max_file_bytes=limits.max_file_bytes,
         max_total_file_bytes=limits.max_total_file_bytes,
     )
-    room = max(0, limits.log_bytes - outcome.log_bytes)
+    room = max(0, limits.log_bytes - outcome.log_bytes)  # in bytes, like the output
     lines = [f"[scriptorium] File not collected: {line}\n" for line in outcome.skipped_files]
     if oom_kills:
         lines.append(
             f"[scriptorium] {oom_kills} process(es) of the run were killed: memory limit\n"
         )
     for text in [*lines, network_line]:  # counted against the log cap like the output
-        if not text or len(text) > room:
+        size = len(text.encode())
+        if not text:
             continue
-        room -= len(text)
+        if size > room:
+            outcome.log_truncated = True
+            continue
+        room -= size
+        outcome.log_bytes += size
         on_log(text)
     return workspace, outcome
 
@@ -352,9 +365,13 @@ def _outcome(spec, pr: ProcessResult, backend: str, *, oom_kills: int = 0):
         if pr.record.get("ok"):
             status = "succeeded"
             result = None if spec.call_style == "argv" else pr.record.get("result", {})
+            bad = _unstorable_text(result)
+            if bad:
+                status, result, code = "failed", None, "RESULT_NOT_JSON"
+                message = f"The result holds text that cannot be stored: {bad}."
         else:
-            code = str(pr.record.get("code") or "SCRIPT_ERROR")[:64]
-            message = str(pr.record.get("message") or "The script failed.")[:1000]
+            code = _clean(str(pr.record.get("code") or "SCRIPT_ERROR"))[:64]
+            message = _clean(str(pr.record.get("message") or "The script failed."))[:1000]
     elif oom_kills and pr.record is None:
         code = "MEMORY_LIMIT"
         message = f"The run used more than {limits.memory_mb} MB of memory (all its processes)."
@@ -376,6 +393,32 @@ def _outcome(spec, pr: ProcessResult, backend: str, *, oom_kills: int = 0):
         log_bytes=pr.log_bytes,
         log_truncated=pr.log_truncated,
     )
+
+
+def _clean(text: str) -> str:
+    """``text`` without what a database text column refuses (NUL, lone surrogates)."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+def _unstorable_text(value) -> str:
+    """Why ``value`` (a parsed result) cannot be stored as JSON in every supported
+    database, or '': PostgreSQL's jsonb refuses NUL characters and lone surrogates."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return "a NUL character (\\u0000)"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a lone surrogate (an unpaired \\ud800-\\udfff escape)"
+    return ""
 
 
 def _signal_error(sig, exit_code, pr: ProcessResult, limits) -> tuple[str, str]:

@@ -375,3 +375,45 @@ def test_bwrap_under_a_private_parent_is_refused_clearly(hostile, settings, tmp_
     body = hostile("def main() -> dict:\n    return {}\n")
     assert body["error"]["code"] == "SANDBOX_UNAVAILABLE", body
     assert str(private) in body["error"]["message"]
+
+
+def test_text_no_database_can_store_is_a_clear_error_not_an_internal_one(hostile, isolating):
+    """A NUL or a lone surrogate in the result or the error message: PostgreSQL's
+    jsonb and text refuse them, which ended the run with INTERNAL_ERROR."""
+    nul = hostile("def main() -> dict:\n    return {'a': 'x\\u0000y'}\n")
+    assert nul["success"] is False and nul["error"]["code"] == "RESULT_NOT_JSON", nul
+    assert "NUL" in nul["error"]["message"]
+    lone = hostile("def main() -> dict:\n    return {'a': '\\ud800'}\n")
+    assert lone["error"]["code"] == "RESULT_NOT_JSON", lone
+    raised = hostile("def main() -> dict:\n    raise ValueError('bad\\x00byte \\ud800')\n")
+    assert raised["error"]["code"] == "SCRIPT_ERROR", raised
+    assert "bad" in raised["error"]["message"] and "\x00" not in raised["error"]["message"]
+
+
+def test_an_internal_error_still_removes_the_workspace(isolating, settings, monkeypatch):
+    """Any internal failure ends the run with a clear code and removes the workspace."""
+    from executions.runner import RunSpec, limits_for, run, run_script
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the environment store is broken")
+
+    monkeypatch.setattr(run, "ensure_environment", broken)
+    spec = RunSpec(
+        run_id="internal",
+        source="def main():\n    return {}\n",
+        filename="x.py",
+        call_style="kwargs",
+        inputs={},
+        argv=[],
+        requirements=[],
+        input_files=[],
+        limits=limits_for(),
+    )
+    with pytest.raises(RuntimeError):
+        with run_script(spec, on_log=lambda _t: None):
+            pass
+    deadline = time.monotonic() + 5
+    top = Path(settings.WORKSPACES_DIR)
+    while time.monotonic() < deadline and any(top.iterdir()):
+        time.sleep(0.02)
+    assert list(top.iterdir()) == []
