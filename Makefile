@@ -35,8 +35,14 @@ run: install
 	$(BIN)/python manage.py load_samples
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo "Scriptorium: http://127.0.0.1:$(PORT)/admin/  API docs: http://127.0.0.1:$(PORT)/api/docs/  (Ctrl-C stops)"
+	@# Ctrl-C signals make, this shell and honcho alike: the shell waits (trap) while
+	@# honcho stops web and worker cleanly, and an interrupted honcho is a clean end.
+	@trap ':' INT TERM; \
 	SITE_URL="$${SITE_URL:-http://127.0.0.1:$(PORT)}" PATH="$(CURDIR)/$(BIN):$$PATH" \
-		$(BIN)/honcho start -f Procfile -p $(PORT)
+		$(BIN)/honcho start -f Procfile -p $(PORT); \
+	rc=$$?; \
+	if [ $$rc -eq 130 ] || [ $$rc -eq 143 ]; then echo "Scriptorium stopped."; exit 0; fi; \
+	exit $$rc
 
 test: install-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

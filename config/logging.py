@@ -1,7 +1,15 @@
-"""Structured (JSON) logs with a request id on every line logged during a request."""
+"""Structured (JSON) logs with a request id on every line logged during a request.
+
+Long-running processes (the web server, the workers) log as configured (LOG_FORMAT,
+LOG_LEVEL). Other management commands are for people: they log readable lines, and
+only from COMMAND_LOG_LEVEL (WARNING) up, so their own output is not interleaved
+with JSON records.
+"""
 
 import re
+import sys
 import uuid
+from pathlib import Path
 
 import structlog
 
@@ -26,9 +34,31 @@ structlog.configure(
 )
 
 
-def build_logging(*, level: str, fmt: str) -> dict:
+# manage.py commands that serve or work for a long time: they keep LOG_FORMAT/LOG_LEVEL.
+LONG_RUNNING_COMMANDS = frozenset(
+    {"runserver", "qcluster", "run_worker", "runserver_plus", "gunicorn", "uvicorn"}
+)
+
+
+def running_command(argv: list[str] | None = None) -> str | None:
+    """The management command this process runs (``manage.py NAME`` or ``django-admin
+    NAME``), or None when it is not one (a WSGI/ASGI server, a test run)."""
+    argv = sys.argv if argv is None else argv
+    if len(argv) >= 2 and Path(argv[0]).name in ("manage.py", "django-admin"):
+        return argv[1]
+    return None
+
+
+def build_logging(
+    *, level: str, fmt: str, command: str | None = None, command_level: str = "WARNING"
+) -> dict:
     """Return a LOGGING dict that renders every record (stdlib or structlog) as one
-    JSON object per line (``fmt="json"``) or as readable console lines."""
+    JSON object per line (``fmt="json"``) or as readable console lines. For a
+    management ``command`` that is not long-running, lines are readable and start at
+    ``command_level`` whatever ``fmt`` and ``level`` say."""
+    if command is not None and command not in LONG_RUNNING_COMMANDS:
+        fmt = "console"
+        level = command_level
     renderer = (
         structlog.dev.ConsoleRenderer(colors=False)
         if fmt == "console"

@@ -224,9 +224,17 @@ X_FRAME_OPTIONS = "DENY"
 # --- Logging -------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env("LOG_FORMAT", default="json")  # json | console
-from config.logging import build_logging  # noqa: E402
+# Management commands other than the server and the workers log readable lines from
+# this level up (their output is for people).
+COMMAND_LOG_LEVEL = env("COMMAND_LOG_LEVEL", default="WARNING")
+from config.logging import build_logging, running_command  # noqa: E402
 
-LOGGING = build_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
+LOGGING = build_logging(
+    level=LOG_LEVEL,
+    fmt=LOG_FORMAT,
+    command=running_command(),
+    command_level=COMMAND_LOG_LEVEL,
+)
 
 # --- App settings (one module per app) -----------------------------------------------
 from .mailqueue import *  # noqa: E402,F401,F403
