@@ -47,6 +47,8 @@ class RunSpec:
     input_files: list[InputFile]
     limits: Limits
     trusted: bool = False  # started by staff: may use the rlimit backend (see sandbox)
+    # Environment variables the script gets whose values never reach the log or events.
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,13 +91,24 @@ def run_script(
     a second (True -> kill the whole process group -> "cancelled"), enforce every
     limit, collect new files; yield the outcome; remove the workspace on exit.
     Never raises for anything the script does."""
+    from .masking import Masker, mask_text
     from .run import prepare_and_run
 
     workspace = None
+    masked_log = Masker(on_log, spec.secrets.values())
+    if spec.secrets and on_progress is not None:
+        report = on_progress
+
+        def on_progress(percent: int, message: str) -> None:
+            report(percent, mask_text(message, spec.secrets.values()))
+
     try:
         workspace, outcome = prepare_and_run(
-            spec, on_log=on_log, on_progress=on_progress, should_cancel=should_cancel
+            spec, on_log=masked_log, on_progress=on_progress, should_cancel=should_cancel
         )
+        masked_log.flush()
+        if spec.secrets:
+            outcome.error_message = mask_text(outcome.error_message, spec.secrets.values())
         yield outcome
     finally:
         if workspace is not None:

@@ -305,6 +305,7 @@ def _run_harness(
                 from .netpolicy import PROXY_ENV
 
                 env.update(PROXY_ENV)
+            env.update({name: value for name, value in spec.secrets.items() if name not in env})
             inner = [python_in, "-I", "-S", "-B", "-u", "-c", LAUNCHER, support_in, str(control_fd)]
             return sandbox.spawn(
                 backend,
