@@ -49,6 +49,8 @@ CONFIG_LIMITS = {
     "max_retries": (1, 100),
     "batch_size": (1, 10_000),
 }
+# The whole interval, in minutes: django-q2 keeps it in a PositiveSmallIntegerField.
+INTERVAL_MAX_MINUTES = 32_767
 
 
 def service_get() -> MailService:
@@ -89,6 +91,14 @@ def service_configure(**changes) -> MailService:
         raise ApplicationError("VALIDATION_ERROR", "The configuration is not valid.", errors)
     with transaction.atomic():
         service = MailService.objects.select_for_update().get(pk=service_get().pk)
+        interval = changes.get("interval", service.interval)
+        unit = changes.get("interval_unit", service.interval_unit)
+        if interval * (60 if unit == IntervalUnit.HOURS else 1) > INTERVAL_MAX_MINUTES:
+            raise ApplicationError(
+                "VALIDATION_ERROR",
+                "The configuration is not valid.",
+                {"interval": [f"At most {INTERVAL_MAX_MINUTES} minutes in all (about 22 days)."]},
+            )
         for name, value in changes.items():
             setattr(service, name, value)
         service.save(update_fields=list(changes) or None)

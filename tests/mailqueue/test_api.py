@@ -356,3 +356,24 @@ def test_smtp_param_with_null_legacy_columns_reads_as_null(staff_api):
     EmailParameter.objects.create(param_code="LEGACY")
     body = staff_api.get(URL + "smtp-params/LEGACY/").json()
     assert body["smtpServer"] is None and body["smtpPort"] is None and body["smtpSslFlag"] is None
+
+
+def test_an_interval_longer_than_the_scheduler_keeps_is_refused(staff_api):
+    """django-q2 stores the interval in minutes in a small integer (PostgreSQL refused
+    a longer one with a 500 before)."""
+    from mailqueue.services import INTERVAL_MAX_MINUTES
+
+    body = staff_api.get(URL + "config/").json()
+    staff_api.post(URL + "service/", {"action": "start"}, format="json")
+    too_long = {**body, "interval": INTERVAL_MAX_MINUTES // 60 + 1, "interval_unit": "hours"}
+    error = assert_error(staff_api.put(URL + "config/", too_long, format="json"), 400)
+    assert "interval" in error["details"]
+    longest = {**body, "interval": INTERVAL_MAX_MINUTES // 60, "interval_unit": "hours"}
+    assert staff_api.put(URL + "config/", longest, format="json").status_code == 200
+    # Changing only the unit is checked against the stored interval.
+    minutes = {**body, "interval": 1000, "interval_unit": "minutes"}
+    assert staff_api.put(URL + "config/", minutes, format="json").status_code == 200
+    error = assert_error(
+        staff_api.patch(URL + "config/", {"interval_unit": "hours"}, format="json"), 400
+    )
+    assert "interval" in error["details"]
