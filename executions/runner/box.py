@@ -169,7 +169,8 @@ def _build_root(control):
         finally:
             os.close(fd)
     _makedirs(root + "/proc")
-    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # hidepid=2: the script sees only its own uid's processes (not PID 1, which is root)
+    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
     old = root + "/.old"
     os.mkdir(old, 0o700)
     arch = os.uname().machine
