@@ -136,6 +136,19 @@ def test_django_request_errors_outside_drf_views_answer_json(rf):
     )
 
 
+@pytest.fixture
+def jwt_client(staff_user):
+    """A client as real ones are: a bearer token, and CSRF checks not switched off (the
+    test clients skip them unless asked)."""
+    from rest_framework.test import APIClient
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    client = APIClient(enforce_csrf_checks=True)
+    token = RefreshToken.for_user(staff_user).access_token
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
 @pytest.mark.parametrize(
@@ -148,17 +161,23 @@ def test_django_request_errors_outside_drf_views_answer_json(rf):
         "/api/v1/nonexistent/",
     ],
 )
-def test_unsafe_methods_on_unknown_paths_are_json_404(staff_api, method, path):
-    response = getattr(staff_api, method)(path, {"name": "x"}, format="json")
+def test_unsafe_methods_on_unknown_paths_are_json_404(jwt_client, method, path):
+    response = getattr(jwt_client, method)(path, {"name": "x"}, format="json")
     assert_error(response, 404, "NOT_FOUND")
 
 
 @pytest.mark.django_db
-def test_csrf_failure_under_api_is_json(client, staff_user):
-    """A session-authenticated unsafe request without its CSRF token."""
-    from django.test import Client
+def test_the_api_still_answers_json_clients_with_csrf_checks_on(jwt_client):
+    response = jwt_client.post("/api/v1/folders/", {"name": "x"}, format="json")
+    assert response.status_code == 201, response.content
 
-    browser = Client(enforce_csrf_checks=True)
-    browser.force_login(staff_user)
-    response = browser.post("/api/v1/folders/", {"name": "x"})
-    assert_error(response, 403)
+
+def test_csrf_failure_under_api_is_json(rf):
+    from config.api import csrf_failure
+
+    response = csrf_failure(rf.post("/api/v1/whatever/"), reason="CSRF cookie not set.")
+    response.json = lambda: json.loads(response.content)
+    assert_error(response, 403, "CSRF_FAILED")
+    assert csrf_failure(rf.post("/admin/login/"), reason="x")["Content-Type"].startswith(
+        "text/html"
+    )
