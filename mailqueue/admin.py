@@ -4,14 +4,14 @@ dashboard page. Every action calls a service."""
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from config.errors import ApplicationError
 from mailqueue import selectors, services
-from mailqueue.models import EmailDetail, EmailParameter, SslFlag
+from mailqueue.models import EmailDetail, EmailParameter, MailService, SslFlag
 
 
 @admin.register(EmailDetail)
@@ -206,3 +206,76 @@ class EmailParameterAdmin(admin.ModelAdmin):
             )
             text = f"{param.param_code}: {outcome['status']}: {outcome['message']}"
             self.message_user(request, f"{text} {outcome['reason']}".strip(), level)
+
+
+class MailServiceForm(forms.ModelForm):
+    """The service's configuration; its rules are the service's (the same as the
+    API's): the ranges of CONFIG_LIMITS and service_config_errors."""
+
+    class Meta:
+        model = MailService
+        fields = list(services.CONFIG_FIELDS)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, (low, high) in services.CONFIG_LIMITS.items():
+            self.fields[name].widget.attrs.update(min=low, max=high)
+
+    def clean(self):
+        cleaned = super().clean()
+        changes = {
+            name: cleaned[name]
+            for name in self.changed_data
+            if name in services.CONFIG_FIELDS and name in cleaned
+        }
+        errors = services.service_config_errors(changes, service=self.instance)
+        for name, messages_ in errors.items():
+            self.add_error(name if name in self.fields else None, messages_)
+        return cleaned
+
+
+@admin.register(MailService)
+class MailServiceAdmin(admin.ModelAdmin):
+    """The one configuration row: the window, interval, timeouts, retries and batch
+    size (saved through services.service_configure), and the state, read-only."""
+
+    form = MailServiceForm
+    state_fields = [
+        "is_started",
+        "started_at",
+        "stopped_at",
+        "last_activity",
+        "last_run",
+        "total_processed",
+        "total_sent",
+        "total_failed",
+        "total_retried",
+    ]
+    readonly_fields = state_fields
+    fieldsets = [
+        ("Configuration", {"fields": list(services.CONFIG_FIELDS)}),
+        ("State", {"fields": state_fields}),
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        service = services.service_get()
+        return HttpResponseRedirect(
+            reverse("admin:mailqueue_mailservice_change", args=[service.pk])
+        )
+
+    def save_model(self, request, obj, form, change):
+        changes = {
+            name: form.cleaned_data[name]
+            for name in form.changed_data
+            if name in services.CONFIG_FIELDS
+        }
+        try:
+            services.service_configure(**changes)
+        except ApplicationError as exc:  # changed meanwhile; the form checked the rest
+            self.message_user(request, f"{exc.message} {exc.details}", messages.ERROR)

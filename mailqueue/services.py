@@ -65,18 +65,13 @@ def service_get() -> MailService:
     return service
 
 
-def service_configure(**changes) -> MailService:
-    """Change the schedule window, interval, timeouts, retries or batch size (only the
-    given fields). VALIDATION_ERROR (400) for bad values; the django-q2 schedule
-    follows a new interval at once when the service is started."""
-    from mailqueue.schedule import schedule_sync
-
-    unknown = set(changes) - set(CONFIG_FIELDS)
-    if unknown:
-        raise ApplicationError(
-            "VALIDATION_ERROR", "Unknown fields.", {f: ["Unknown field."] for f in unknown}
-        )
-    errors: dict[str, list[str]] = {}
+def service_config_errors(changes: dict, *, service: MailService) -> dict[str, list[str]]:
+    """Every configuration rule, in one place (the API and the admin form use it):
+    what is wrong with applying ``changes`` to ``service``, per field; empty when
+    nothing is."""
+    errors: dict[str, list[str]] = {
+        name: ["Unknown field."] for name in sorted(set(changes) - set(CONFIG_FIELDS))
+    }
     for name in ("start_time", "end_time"):
         if name in changes and not isinstance(changes[name], dtime):
             errors[name] = ["A time of day (HH:MM) is required."]
@@ -87,18 +82,25 @@ def service_configure(**changes) -> MailService:
                 errors[name] = [f"A whole number from {low} to {high} is required."]
     if "interval_unit" in changes and changes["interval_unit"] not in IntervalUnit.values:
         errors["interval_unit"] = [f"One of {', '.join(IntervalUnit.values)}."]
-    if errors:
-        raise ApplicationError("VALIDATION_ERROR", "The configuration is not valid.", errors)
-    with transaction.atomic():
-        service = MailService.objects.select_for_update().get(pk=service_get().pk)
+    if not errors:
         interval = changes.get("interval", service.interval)
         unit = changes.get("interval_unit", service.interval_unit)
         if interval * (60 if unit == IntervalUnit.HOURS else 1) > INTERVAL_MAX_MINUTES:
-            raise ApplicationError(
-                "VALIDATION_ERROR",
-                "The configuration is not valid.",
-                {"interval": [f"At most {INTERVAL_MAX_MINUTES} minutes in all (about 22 days)."]},
-            )
+            errors["interval"] = [f"At most {INTERVAL_MAX_MINUTES} minutes in all (about 22 days)."]
+    return errors
+
+
+def service_configure(**changes) -> MailService:
+    """Change the schedule window, interval, timeouts, retries or batch size (only the
+    given fields). VALIDATION_ERROR (400) for bad values (service_config_errors); the
+    django-q2 schedule follows a new interval at once when the service is started."""
+    from mailqueue.schedule import schedule_sync
+
+    with transaction.atomic():
+        service = MailService.objects.select_for_update().get(pk=service_get().pk)
+        errors = service_config_errors(changes, service=service)
+        if errors:
+            raise ApplicationError("VALIDATION_ERROR", "The configuration is not valid.", errors)
         for name, value in changes.items():
             setattr(service, name, value)
         service.save(update_fields=list(changes) or None)

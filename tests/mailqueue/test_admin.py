@@ -80,3 +80,49 @@ def test_dashboard_page_and_index_panel(admin_client_):
     assert page.status_code == 200 and b"Parameter sets" in page.content
     index = admin_client_.get("/admin/")
     assert b"Mail queue" in index.content
+
+
+def _config_form(service, **changes):
+    data = {
+        "start_time": service.start_time.strftime("%H:%M"),
+        "end_time": service.end_time.strftime("%H:%M"),
+        "interval": service.interval,
+        "interval_unit": service.interval_unit,
+        "db_request_timeout": service.db_request_timeout,
+        "db_connection_timeout": service.db_connection_timeout,
+        "max_retries": service.max_retries,
+        "batch_size": service.batch_size,
+    }
+    return {**data, **changes}
+
+
+def test_config_admin_saves_through_the_service(admin_client_):
+    from mailqueue.services import service_get
+
+    service = service_get()
+    assert admin_client_.get("/admin/mailqueue/mailservice/").status_code == 302
+    url = f"/admin/mailqueue/mailservice/{service.pk}/change/"
+    assert admin_client_.get(url).status_code == 200
+    response = admin_client_.post(url, _config_form(service, interval=7, batch_size=33))
+    assert response.status_code == 302, response.content[:2000]
+    service.refresh_from_db()
+    assert (service.interval, service.batch_size) == (7, 33)
+
+
+def test_config_admin_and_api_share_one_definition_of_the_ranges(
+    admin_client_, staff_api, monkeypatch
+):
+    from mailqueue import services
+
+    monkeypatch.setitem(services.CONFIG_LIMITS, "batch_size", (1, 50))
+    service = services.service_get()
+    url = f"/admin/mailqueue/mailservice/{service.pk}/change/"
+    page = admin_client_.post(url, _config_form(service, batch_size=60))
+    assert page.status_code == 200 and b"from 1 to 50" in page.content
+    too_long = _config_form(service, interval=600, interval_unit="hours")
+    page = admin_client_.post(url, too_long)
+    assert page.status_code == 200 and b"32767 minutes" in page.content
+    service.refresh_from_db()
+    assert service.batch_size != 60 and service.interval != 600
+    response = staff_api.patch("/api/v1/mail/config/", {"batch_size": 60}, format="json")
+    assert response.status_code == 400 and "batch_size" in response.json()["error"]["details"]
