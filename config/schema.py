@@ -47,7 +47,14 @@ GENERIC_ERRORS = {
     415: "UNSUPPORTED_MEDIA_TYPE: a body in a media type the endpoint does not read.",
     429: "THROTTLED; Retry-After says when to try again.",
 }
-STATUS_NAMES = {409: "Conflict with the current state", 503: "Unavailable"}
+STATUS_NAMES = {
+    400: "Invalid input",
+    403: "Not allowed",
+    409: "Conflict with the current state",
+    413: "Too large",
+    416: "Range not satisfiable",
+    503: "Unavailable",
+}
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
@@ -71,6 +78,9 @@ class AutoSchema(SpectacularAutoSchema):
         return [TAGS.get(tokens[0], tokens[0])] if tokens else ["api"]
 
     def _get_response_bodies(self, direction="response"):
+        # drf-spectacular's (private) hook for the responses of one operation; its
+        # version is pinned in requirements/base.txt, and tests/config/test_schema.py
+        # fails if the error responses go missing.
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses
