@@ -21,8 +21,14 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path(
+        "api/redoc/",
+        # Served from drf-spectacular-sidecar; the portal's template loads no web fonts.
+        SpectacularRedocView.as_view(url_name="schema", template_name="portal/redoc.html"),
+        name="redoc",
+    ),
     path("health/", health, name="health"),
+    path("", include("portal.urls")),  # the portal: pages for people (login, scripts, runs)
     re_path(r"^api/", api_not_found),  # last: unknown API paths answer in the error shape
 ]
 

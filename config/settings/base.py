@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "config.apps.CoreConfig",
     "accounts",
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "executions",
     "storage",
     "mailqueue",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -109,7 +111,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
-LOGIN_URL = "admin:login"
+# The portal's sign-in page (people who are not staff land in the portal).
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:home"
+LOGOUT_REDIRECT_URL = "portal:login"
 
 # --- Cache (login throttling, SSE hand-offs) ----------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
@@ -197,6 +202,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Keep a library of Python scripts, run them safely, keep their results.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Operations are grouped by app, with the tags' descriptions (config.schema).
     "POSTPROCESSING_HOOKS": [
