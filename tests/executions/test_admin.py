@@ -14,7 +14,9 @@ def test_execution_admin_pages_load(client, superuser, user, upload, run_now):
     page = client.get(reverse("admin:executions_execution_change", args=[execution.pk]))
     assert page.status_code == 200 and b"log line" in page.content
     live = client.get(reverse("admin:executions_execution_live", args=[execution.pk]))
-    assert live.status_code == 200 and b"EventSource" in live.content
+    # The portal's run templates and script (portal/run.js follows unfinished runs).
+    assert live.status_code == 200 and b"portal/run.js" in live.content
+    assert b"log line" in live.content and b'id="run-result"' in live.content
 
 
 @pytest.mark.django_db
