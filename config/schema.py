@@ -26,6 +26,7 @@ TAGS = {
     "run": "runs",
     "files": "files",
     "mail": "mail",
+    "secrets": "secrets",
 }
 TAG_DESCRIPTIONS = {
     "auth": "JWT tokens, the signed-in user, registration.",
@@ -35,6 +36,7 @@ TAG_DESCRIPTIONS = {
     "runs": "Start, follow (SSE), cancel and rerun runs; their logs and files.",
     "files": "The key-value file store (uploads, run outputs).",
     "mail": "The mail queue, its SMTP parameter sets and its service (staff only).",
+    "secrets": "Named secrets runs get as environment variables (values write-only).",
 }
 
 GENERIC_ERRORS = {

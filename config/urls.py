@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("executions.api_urls")),
     path("", include("storage.api_urls")),
     path("mail/", include("mailqueue.api_urls")),
+    path("", include("vault.api_urls")),
 ]
 
 urlpatterns = [

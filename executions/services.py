@@ -25,6 +25,7 @@ from config.logging import get_logger
 from executions.models import Execution
 from executions.worker import execution_run, execution_run_and_wait  # noqa: F401
 from scripts import selectors as script_selectors
+from vault import services as vault_services
 
 logger = get_logger("scriptorium.executions")
 
@@ -206,6 +207,9 @@ def execution_start(
     VALIDATION_ERROR (400) with field paths and leave no row."""
     script = script_selectors.script_get_for_run(user=user, ref=script_ref)
     version = version or script.current_version
+    vault_services.secrets_check_for_run(
+        user=user, names=script_selectors.script_version_secrets(version=version)
+    )
     inputs = {} if inputs is None else inputs
     if version.kind == "command" and args is not None:
         if script.parameters.exists():

@@ -18,6 +18,7 @@ from config.logging import get_logger
 from executions.logbook import LogWriter
 from executions.models import Artifact, Execution
 from scripts import selectors as script_selectors
+from vault import services as vault_services
 
 logger = get_logger("scriptorium.executions")
 
@@ -118,6 +119,10 @@ def _build_spec(execution: Execution):
         input_files=input_files,
         limits=limits,
         trusted=bool(execution.requested_by and execution.requested_by.is_staff),
+        secrets=vault_services.secrets_for_run(
+            user=execution.requested_by,
+            names=script_selectors.script_version_secrets(version=version),
+        ),
     )
 
 

@@ -147,6 +147,14 @@ def script_version_requirements(*, version: ScriptVersion) -> list[str]:
     return merge_requirements(list(version.requirements or []), list(extra))
 
 
+def script_version_secrets(*, version: ScriptVersion) -> list[str]:
+    """The secret names the version declares (``# Secrets: A, B``), read by the
+    inspector from its source."""
+    from scripts.inspection.secrets import declared_secrets
+
+    return declared_secrets(version.source)[0]
+
+
 def script_versions(*, script: Script) -> QuerySet[ScriptVersion]:
     """The script's versions, newest first, with the uploader loaded (source deferred)."""
     return (

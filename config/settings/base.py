@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "executions",
     "storage",
     "mailqueue",
+    "vault",
     "portal",
 ]
 
@@ -250,3 +251,6 @@ from .mailqueue import *  # noqa: E402,F401,F403
 from .runner import *  # noqa: E402,F401,F403
 from .scripts import *  # noqa: E402,F401,F403
 from .storage import *  # noqa: E402,F401,F403
+
+# Fernet keys for secrets and SMTP passwords at rest, newest first (vault/crypto.py).
+SECRETS_KEYS = env.list("SECRETS_KEYS", default=[])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from config.errors import ApplicationError
 from scripts.inspection.requirements import find_requirements
+from scripts.inspection.secrets import declared_secrets
 from scripts.inspection.signature import ANY_OBJECT_SCHEMA, function_schema
 
 __all__ = ["Inspection", "inspect_source", "parse_source"]
@@ -123,6 +124,7 @@ def inspect_source(source: str, *, filename: str) -> Inspection:
     tree = parse_source(source, filename=filename)
     warnings: list[str] = []
     requirements = find_requirements(source, tree, filename=filename, warnings=warnings)
+    warnings += declared_secrets(source)[1]
     main = _find_main(tree)
     description = (ast.get_docstring(tree) or "").strip().split("\n\n")[0]
     if main is not None and isinstance(main, ast.AsyncFunctionDef):

@@ -47,6 +47,7 @@ def test_production_check_deploy_is_clean(tmp_path):
         SECRET_KEY=GOOD_KEY,
         ALLOWED_HOSTS="scripts.example.com",
         DATA_DIR=str(tmp_path),
+        SECRETS_KEYS="mJ0V3mJ4dFq1oI9G2Yk0b3sVQ0x1dW5rbm93bi1rZXk=",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
