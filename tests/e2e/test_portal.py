@@ -83,6 +83,12 @@ def _script(owner, name: str, source: str, **fields):
     return script
 
 
+def _wait_until_finished_page(page) -> None:
+    """Wait for the page the server renders once the run has ended (run.js reloads the
+    live page then): clicking before that reload would race it."""
+    page.locator("#run-live:not([data-run-events])").wait_for(timeout=20_000)
+
+
 def _no_overflow(page) -> None:
     """Nothing sticks out sideways (phone width)."""
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
@@ -211,9 +217,10 @@ def test_cancel_a_long_run_then_run_it_again_with_the_same_inputs(
     page.goto(f"{live_server.url}/scripts/{script.pk}/")
     page.fill("input[name=seconds]", "25")
     page.click("#run-form button[type=submit]")
-    page.locator("#run-log").filter(has_text="sleeping").wait_for(timeout=15_000)
+    page.locator("#run-log").filter(has_text="sleeping").wait_for(timeout=20_000)
     page.click("#cancel-run")
-    page.locator("#run-status").filter(has_text="cancelled").wait_for(timeout=15_000)
+    _wait_until_finished_page(page)
+    assert page.locator("#run-status").inner_text() == "cancelled"
     first = Execution.objects.get()
     assert first.status == "cancelled"
 
@@ -222,9 +229,10 @@ def test_cancel_a_long_run_then_run_it_again_with_the_same_inputs(
     second = Execution.objects.exclude(pk=first.pk).get()
     assert second.rerun_of_id == first.pk and second.inputs == {"seconds": 25}
     assert page.url.endswith(f"/runs/{second.pk}/")
-    page.locator("#run-log").filter(has_text="sleeping").wait_for(timeout=15_000)
+    page.locator("#run-log").filter(has_text="sleeping").wait_for(timeout=20_000)
     page.click("#cancel-run")
-    page.locator("#run-status").filter(has_text="cancelled").wait_for(timeout=15_000)
+    _wait_until_finished_page(page)
+    assert page.locator("#run-status").inner_text() == "cancelled"
     assert page.console_errors == []
 
 
