@@ -11,3 +11,7 @@ class ExecutionsConfig(AppConfig):
             health,  # noqa: F401  (sandbox health check and admin panel)
             signals,  # noqa: F401  (reaper schedule)
         )
+        from executions.examples import examples_guard
+        from scripts.hooks import register_version_guard
+
+        register_version_guard(examples_guard)  # new versions must pass their examples

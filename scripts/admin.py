@@ -4,6 +4,7 @@ services."""
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.utils.html import format_html
@@ -12,7 +13,14 @@ from config.errors import ApplicationError
 from scripts import selectors, services
 from scripts.forms import FolderAdminForm, ScriptAddForm, ScriptChangeForm
 from scripts.highlight import highlight
-from scripts.models import Folder, Script, ScriptParameter, ScriptVersion
+from scripts.models import (
+    ExampleResult,
+    Folder,
+    Script,
+    ScriptExample,
+    ScriptParameter,
+    ScriptVersion,
+)
 
 
 def _pretty_json(value) -> str:
@@ -91,6 +99,45 @@ class ScriptParameterInline(admin.TabularInline):
         "help",
     ]
     verbose_name_plural = "Parameters (command scripts: they give the schema and argv)"
+
+
+class ScriptExampleForm(forms.ModelForm):
+    class Meta:
+        model = ScriptExample
+        fields = ["name", "inputs", "args", "expected_result", "expected_exit_code"]
+
+    def clean(self):
+        """The rule of ``services.example_create``: an example expects something."""
+        data = super().clean()
+        if data.get("expected_result") is None and data.get("expected_exit_code") is None:
+            raise forms.ValidationError("Give an expected result or an expected exit code.")
+        args = data.get("args")
+        if args is not None and not (
+            isinstance(args, list) and all(isinstance(a, str) for a in args)
+        ):
+            raise forms.ValidationError({"args": "A list of strings (the command line)."})
+        if data.get("inputs") is not None and not isinstance(data.get("inputs"), dict):
+            raise forms.ValidationError({"inputs": "An object (the run's data)."})
+        return data
+
+
+class ScriptExampleInline(admin.TabularInline):
+    model = ScriptExample
+    form = ScriptExampleForm
+    extra = 0
+    verbose_name_plural = "Examples (every new version must pass them; see each version)"
+
+
+class ExampleResultInline(admin.TabularInline):
+    model = ExampleResult
+    extra = 0
+    can_delete = False
+    fields = ["example_name", "passed", "detail", "created_at"]
+    readonly_fields = fields
+    verbose_name_plural = "Example results of this version"
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 class ScriptVersionInline(admin.TabularInline):
@@ -179,7 +226,7 @@ class ScriptAdmin(admin.ModelAdmin):
         return self.readonly_fields if obj else []
 
     def get_inlines(self, request, obj):
-        return [ScriptParameterInline, ScriptVersionInline] if obj else []
+        return [ScriptParameterInline, ScriptExampleInline, ScriptVersionInline] if obj else []
 
     @admin.display(description="Kind", ordering="current_version__kind")
     def kind(self, script):
@@ -314,6 +361,7 @@ class ScriptVersionAdmin(admin.ModelAdmin):
         "highlighted_source",
     ]
     readonly_fields = fields
+    inlines = [ExampleResultInline]
 
     def get_queryset(self, request):
         return (

@@ -121,8 +121,12 @@ class ScriptViewSet(viewsets.GenericViewSet):
     delete; others get 403."""
 
     error_codes = {
-        "create": {409: ["SCRIPT_EXISTS_REPLACE_REQUIRED"], 413: ["SCRIPT_TOO_LARGE"]},
+        "create": {
+            409: ["SCRIPT_EXISTS_REPLACE_REQUIRED", "EXAMPLE_FAILED"],
+            413: ["SCRIPT_TOO_LARGE"],
+        },
         "partial_update": {409: ["SCRIPT_EXISTS"]},
+        "examples": {409: ["EXAMPLE_EXISTS"]},
     }
     lookup_value_regex = r"\d+"
     serializer_class = s.ScriptSerializer
@@ -198,6 +202,7 @@ class ScriptViewSet(viewsets.GenericViewSet):
             display_name=data.get("display_name", ""),
             description=data.get("description", ""),
             replace=data["replace"],
+            force=data["force"],
         )
         created = getattr(version, "is_new", False)
         self.kwargs["pk"] = version.script_id
@@ -247,6 +252,36 @@ class ScriptViewSet(viewsets.GenericViewSet):
         )
 
     @extend_schema(responses=s.VersionSerializer(many=True))
+    @extend_schema(methods=["GET"], request=None, responses=s.ExampleSerializer(many=True))
+    @extend_schema(
+        methods=["POST"], request=s.ExampleSerializer, responses={201: s.ExampleSerializer}
+    )
+    @action(detail=True, methods=["get", "post"], parser_classes=[BoundedJSONParser])
+    def examples(self, request, pk=None):
+        """The script's examples (GET), or add one (POST, owner or staff): new versions
+        must pass them (409 EXAMPLE_FAILED on upload unless force=true)."""
+        script = self.get_object()
+        if request.method == "GET":
+            return Response(s.ExampleSerializer(script.examples.all(), many=True).data)
+        data = _valid(s.ExampleSerializer, request.data)
+        example = services.example_create(user=request.user, script=script, **data)
+        return Response(s.ExampleSerializer(example).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(
+        detail=True,
+        methods=["delete"],
+        url_path=r"examples/(?P<example_id>\d+)",
+        url_name="example-detail",
+    )
+    def example_delete(self, request, pk=None, example_id=None):
+        """Remove an example (owner or staff)."""
+        example = self.get_object().examples.filter(pk=example_id).first()
+        if example is None:
+            raise NotFoundError("No such example.")
+        services.example_delete(user=request.user, example=example)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     @action(detail=True, methods=["get"])
     def versions(self, request, pk=None):
         """Every version, newest first (without the source)."""

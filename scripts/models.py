@@ -193,3 +193,56 @@ class ScriptParameter(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ScriptExample(models.Model):
+    """An example a script carries: inputs (or command-line arguments) and what must
+    come out. Every new version of the script runs its examples in the sandbox before
+    it is accepted (see ``scripts.services.script_upload``)."""
+
+    script = models.ForeignKey(Script, on_delete=models.CASCADE, related_name="examples")
+    name = models.CharField(max_length=100)
+    inputs = models.JSONField(default=dict, blank=True, help_text="Function scripts: the data")
+    args = models.JSONField(default=list, blank=True, help_text="Command scripts: the argv")
+    expected_result = models.JSONField(
+        null=True, blank=True, help_text="The exact result a function script must return"
+    )
+    expected_exit_code = models.IntegerField(
+        null=True, blank=True, help_text="The exit code the run must end with (0 = success)"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["script", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["script", "name"], name="scripts_example_unique_name"),
+            models.CheckConstraint(
+                condition=models.Q(expected_result__isnull=False)
+                | models.Q(expected_exit_code__isnull=False),
+                name="scripts_example_expects_something",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExampleResult(models.Model):
+    """How one example went for one version (kept, also when the upload was forced)."""
+
+    version = models.ForeignKey(
+        ScriptVersion, on_delete=models.CASCADE, related_name="example_results"
+    )
+    example = models.ForeignKey(
+        ScriptExample, null=True, blank=True, on_delete=models.SET_NULL, related_name="results"
+    )
+    example_name = models.CharField(max_length=100)
+    passed = models.BooleanField()
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["version", "example_name"]
+
+    def __str__(self) -> str:
+        return f"{self.example_name}: {'passed' if self.passed else 'failed'}"

@@ -107,6 +107,22 @@ class ScriptUploadSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True)
     folder = serializers.IntegerField(allow_null=True, required=False)
     replace = serializers.BooleanField(required=False, default=False)
+    force = serializers.BooleanField(
+        required=False, default=False, help_text="Accept a new version whose examples fail"
+    )
+
+
+class ExampleSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(max_length=100)
+    inputs = serializers.JSONField(required=False, help_text="Function scripts: the data")
+    args = serializers.ListField(
+        child=serializers.CharField(trim_whitespace=False, allow_blank=True),
+        required=False,
+        help_text="Command scripts: the command line",
+    )
+    expected_result = serializers.JSONField(required=False, allow_null=True)
+    expected_exit_code = serializers.IntegerField(required=False, allow_null=True)
 
 
 class ContentSerializer(serializers.Serializer):

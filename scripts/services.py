@@ -12,9 +12,10 @@ from django.db.models import Max, Q
 
 from config.errors import ApplicationError, ConflictError, NotFoundError, PermissionDeniedError
 from scripts import selectors
+from scripts.hooks import version_guards_run
 from scripts.inspection import inspect_source
 from scripts.inspection.requirements import requirement_name
-from scripts.models import Folder, Script, ScriptVersion
+from scripts.models import ExampleResult, Folder, Script, ScriptExample, ScriptVersion
 
 _UNSET = object()
 EDITABLE_SCRIPT_FIELDS = (
@@ -113,6 +114,7 @@ def script_upload(
     display_name: str = "",
     description: str = "",
     replace: bool = False,
+    force: bool = False,
 ) -> ScriptVersion:
     """Upload a script's source. Checks, in order: an active user, a visible folder
     (404), a ``.py`` name (SCRIPT_NOT_PYTHON), the size limit (SCRIPT_TOO_LARGE, 413),
@@ -122,13 +124,22 @@ def script_upload(
     it adds version N+1 and makes it current, unless the bytes equal the current
     version's: then nothing is added and the current version is returned. Nothing is
     written when any check fails. The returned version's ``is_new`` says whether it was
-    added by this call, and its ``warnings`` what inspection noticed."""
+    added by this call, and its ``warnings`` what inspection noticed.
+
+    A new version of a script that carries examples runs them first (in the sandbox,
+    before anything is written): one that fails refuses the version with 409
+    EXAMPLE_FAILED naming it, unless ``force``; either way the outcomes are kept with
+    the version (``example_results``)."""
     _require_active(user)
     _require_visible_folder(user, folder)
     name = validate_file_name(file_name)
     source = _decode(content, name)
     inspection = inspect_source(source, filename=name)
     sha256 = hashlib.sha256(content).hexdigest()
+    outcomes = _examples_check(
+        user=user, folder=folder, name=name, source=source, sha256=sha256,
+        inspection=inspection, replace=replace, force=force,
+    )  # fmt: skip
     exists = ConflictError(
         "SCRIPT_EXISTS_REPLACE_REQUIRED",
         f"{_logical_path(folder, name)} exists; send replace=true to add a new version.",
@@ -173,10 +184,103 @@ def script_upload(
                 size=len(content),
                 inspection=inspection,
             )
+            _record_example_outcomes(version=version, outcomes=outcomes)
             version.warnings = inspection.warnings
             return version
     except IntegrityError:  # a concurrent upload of the same name won
         raise exists from None
+
+
+def _examples_check(*, user, folder, name, source, sha256, inspection, replace, force):
+    """The example outcomes for a new version of an existing script with examples
+    ([] when there is nothing to check). Raises 409 EXAMPLE_FAILED when one fails and
+    the upload is not forced. Runs before any lock is taken or row written: examples
+    may take seconds."""
+    script = (
+        Script.objects.select_related("current_version").filter(folder=folder, name=name).first()
+    )
+    if script is None or not replace:
+        return []
+    if script.current_version is not None and script.current_version.sha256 == sha256:
+        return []
+    examples = list(script.examples.all())
+    if not examples or not selectors.user_can_edit_script(user=user, script=script):
+        return []  # (no rights: the upload itself answers 403)
+    outcomes = version_guards_run(
+        script=script, source=source, filename=name, inspection=inspection, examples=examples
+    )
+    failed = [o for o in outcomes if not o.passed]
+    if failed and not force:
+        first = failed[0]
+        raise ConflictError(
+            "EXAMPLE_FAILED",
+            f"The new version fails the example {first.name!r}: {first.detail[:300]} "
+            "(send force=true to accept it anyway).",
+            {
+                "example": first.name,
+                "expected": first.expected,
+                "got": first.got,
+                "failed": [o.name for o in failed],
+            },
+        )
+    return outcomes
+
+
+def _record_example_outcomes(*, version: ScriptVersion, outcomes) -> None:
+    by_name = {e.name: e for e in version.script.examples.all()} if outcomes else {}
+    ExampleResult.objects.bulk_create(
+        ExampleResult(
+            version=version,
+            example=by_name.get(o.name),
+            example_name=o.name,
+            passed=o.passed,
+            detail=o.detail[:5000],
+        )
+        for o in outcomes
+    )
+
+
+def example_create(
+    *, user, script: Script, name: str, inputs=None, args=None, expected_result=None,
+    expected_exit_code=None,
+) -> ScriptExample:  # fmt: skip
+    """Add an example to ``script`` (owner or staff). It must expect a result (function
+    scripts) or an exit code; names are unique per script (409 EXAMPLE_EXISTS)."""
+    if not selectors.user_can_edit_script(user=user, script=script):
+        raise PermissionDeniedError("Only the owner or staff may change this script.")
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise _invalid("name", "A name of 1 to 100 characters.")
+    if inputs is not None and not isinstance(inputs, dict):
+        raise _invalid("inputs", "An object (the run's data).")
+    if args is not None and not (
+        isinstance(args, list) and all(isinstance(a, str) and "\x00" not in a for a in args)
+    ):
+        raise _invalid("args", "A list of strings (the command line).")
+    if expected_exit_code is not None and (
+        not isinstance(expected_exit_code, int) or not -255 <= expected_exit_code <= 255
+    ):
+        raise _invalid("expected_exit_code", "An integer from -255 to 255.")
+    if expected_result is None and expected_exit_code is None:
+        raise _invalid("expected_result", "Give an expected result or an expected exit code.")
+    try:
+        with transaction.atomic():
+            return ScriptExample.objects.create(
+                script=script,
+                name=name.strip(),
+                inputs=inputs or {},
+                args=args or [],
+                expected_result=expected_result,
+                expected_exit_code=expected_exit_code,
+            )
+    except IntegrityError:
+        raise ConflictError("EXAMPLE_EXISTS", f"The script has an example named {name}.") from None
+
+
+def example_delete(*, user, example: ScriptExample) -> None:
+    """Remove an example (owner or staff of its script)."""
+    if not selectors.user_can_edit_script(user=user, script=example.script):
+        raise PermissionDeniedError("Only the owner or staff may change this script.")
+    example.delete()
 
 
 def _check_script_name_free(folder: Folder | None, name: str, exclude_pk: int) -> None:

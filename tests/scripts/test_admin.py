@@ -87,6 +87,8 @@ def test_upload_and_replace_from_the_admin(admin_client_, superuser):
         "source_file": SimpleUploadedFile("whatever.py", b"print(2)\n"),
         "parameters-TOTAL_FORMS": "0",
         "parameters-INITIAL_FORMS": "0",
+        "examples-TOTAL_FORMS": "0",
+        "examples-INITIAL_FORMS": "0",
         "versions-TOTAL_FORMS": "1",
         "versions-INITIAL_FORMS": "1",
         "versions-0-id": script.current_version_id,
