@@ -27,6 +27,7 @@ TAGS = {
     "files": "files",
     "mail": "mail",
     "secrets": "secrets",
+    "audit": "audit",
 }
 TAG_DESCRIPTIONS = {
     "auth": "JWT tokens, the signed-in user, registration.",
@@ -37,6 +38,7 @@ TAG_DESCRIPTIONS = {
     "files": "The key-value file store (uploads, run outputs).",
     "mail": "The mail queue, its SMTP parameter sets and its service (staff only).",
     "secrets": "Named secrets runs get as environment variables (values write-only).",
+    "audit": "The audit trail: who did what, when (staff only).",
 }
 
 GENERIC_ERRORS = {

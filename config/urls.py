@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("storage.api_urls")),
     path("mail/", include("mailqueue.api_urls")),
     path("", include("vault.api_urls")),
+    path("", include("audit.api_urls")),
 ]
 
 urlpatterns = [
