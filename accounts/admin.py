@@ -2,9 +2,11 @@
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
 
-from accounts import services
-from accounts.models import Invitation, User
+from accounts import api_keys, services
+from accounts.models import Invitation, User, UserAPIKey
 from config.errors import ApplicationError
 
 
@@ -96,3 +98,43 @@ class InvitationAdmin(admin.ModelAdmin):
                 services.invitation_revoke(invitation=invitation)
             except ApplicationError as exc:
                 self.message_user(request, f"{invitation.email}: {exc.message}", messages.WARNING)
+
+
+@admin.register(UserAPIKey)
+class UserAPIKeyAdmin(APIKeyModelAdmin):
+    """Keys of every user; a new key is shown once in a message. Revoke, never delete
+    (the history stays)."""
+
+    list_display = [
+        "prefix",
+        "name",
+        "user",
+        "created",
+        "expiry_date",
+        "_has_expired",
+        "revoked",
+        "last_used_at",
+    ]
+    list_filter = ["revoked", "created"]
+    list_select_related = ["user"]
+    search_fields = ["name", "prefix", "user__username"]
+    raw_id_fields = ["user"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = (*super().get_readonly_fields(request, obj), "last_used_at")
+        return (*fields, "user") if obj is not None else fields
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request, queryset):
+        for api_key in queryset.filter(revoked=False):
+            api_keys.api_key_revoke(api_key=api_key)
+        self.message_user(request, "The selected API keys are revoked.", messages.SUCCESS)
+
+
+# The library's own APIKey model is unused (keys belong to users: UserAPIKey).
+if admin.site.is_registered(APIKey):
+    admin.site.unregister(APIKey)

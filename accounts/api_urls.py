@@ -4,10 +4,11 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 from rest_framework_simplejwt.views import TokenRefreshView, TokenVerifyView
 
-from accounts import api
+from accounts import api, api_keys_api
 
 router = SimpleRouter()
 router.register("invitations", api.InvitationViewSet, basename="invitation")
+router.register("auth/api-keys", api_keys_api.APIKeyViewSet, basename="api-key")
 
 urlpatterns = [
     path("auth/token/", api.ThrottledTokenObtainPairView.as_view(), name="token_obtain"),

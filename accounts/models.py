@@ -1,4 +1,4 @@
-"""Users and invitations."""
+"""Users, invitations and API keys."""
 
 import hashlib
 
@@ -7,6 +7,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 
 class User(AbstractUser):
@@ -86,3 +87,39 @@ class Invitation(models.Model):
         if self.expires_at <= timezone.now():
             return "expired"
         return "pending"
+
+
+class UserAPIKeyManager(BaseAPIKeyManager):
+    """The library's manager, with an integer primary key: the key is generated, only
+    its prefix and hash are kept."""
+
+    def assign_key(self, obj: "UserAPIKey") -> str:
+        key, prefix, hashed_key = self.key_generator.generate()
+        obj.prefix = prefix
+        obj.hashed_key = hashed_key
+        return key
+
+
+class UserAPIKey(AbstractAPIKey):
+    """A named key a program sends as ``Authorization: Api-Key <key>`` to act as its
+    user. Only the key's prefix and sha512 hash are stored (djangorestframework-api-key);
+    the key itself is shown once, when it is made. A revoked key stays revoked."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = UserAPIKeyManager()
+
+    class Meta(AbstractAPIKey.Meta):
+        abstract = False
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+        indexes = [models.Index(fields=["user", "-created"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(name=""), name="accounts_userapikey_name_not_empty"
+            ),
+        ]

@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
@@ -37,6 +38,7 @@ INSTALLED_APPS = [
     "storage",
     "mailqueue",
     "vault",
+    "audit",
     "portal",
 ]
 
@@ -49,6 +51,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "config.logging.RequestIdMiddleware",
+    "audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -169,6 +172,7 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.APIKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -193,6 +197,8 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=7)),
     "UPDATE_LAST_LOGIN": True,
     "AUTH_HEADER_TYPES": ("Bearer",),
+    # Records each sign-in in the audit log (accounts/tokens.py).
+    "TOKEN_OBTAIN_SERIALIZER": "accounts.tokens.AuditedTokenObtainPairSerializer",
 }
 
 # JSON request bodies larger than this are refused (413) before they are parsed.
@@ -247,6 +253,7 @@ LOGGING = build_logging(
 )
 
 # --- App settings (one module per app) -----------------------------------------------
+from .audit import *  # noqa: E402,F401,F403
 from .mailqueue import *  # noqa: E402,F401,F403
 from .runner import *  # noqa: E402,F401,F403
 from .scripts import *  # noqa: E402,F401,F403
