@@ -17,6 +17,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from accounts.models import Invitation, User
+from audit.services import audit_record
 from config.errors import ApplicationError, ConflictError
 
 INVITATION_ERRORS = {
@@ -131,7 +132,16 @@ def user_set_active(*, users, active: bool, acting_user: User | None = None) -> 
     themself out."""
     if not active and acting_user is not None:
         users = users.exclude(pk=acting_user.pk)
-    return users.exclude(is_active=active).update(is_active=active)
+    with transaction.atomic():
+        changing = list(users.exclude(is_active=active).select_for_update())
+        count = User.objects.filter(pk__in=[u.pk for u in changing]).update(is_active=active)
+        for user in changing:  # a bulk update sends no signal: recorded here
+            audit_record(
+                action="user.changed",
+                target=user,
+                details={"fields": ["is_active"], "is_active": active},
+            )
+    return count
 
 
 def user_password_reset(*, user: User) -> None:

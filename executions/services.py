@@ -20,6 +20,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from config.errors import ApplicationError, PermissionDeniedError
 from config.logging import get_logger
 from executions.models import Execution
@@ -288,10 +289,19 @@ def execution_cancel(*, user, execution: Execution) -> Execution:
         error_code="CANCELLED",
         error_message="Cancelled before it started.",
     )
+    requested = cancelled
     if not cancelled:
-        Execution.objects.filter(
+        requested = Execution.objects.filter(
             pk=execution.pk, status=Execution.Status.RUNNING, cancel_requested_at__isnull=True
         ).update(cancel_requested_at=now)
+    if requested:  # a bulk update sends no signal: recorded here, once per run
+        audit_record(
+            action="run.cancelled",
+            actor=user,
+            target=execution,
+            target_repr=f"#{execution.pk} {execution.script_path}",
+            details={"was": "queued" if cancelled else "running"},
+        )
     execution.refresh_from_db()
     if execution.is_finished and execution.status != Execution.Status.CANCELLED:
         raise ApplicationError(
