@@ -7,6 +7,7 @@ module per app, imported at the end.
 """
 
 from datetime import timedelta
+from pathlib import Path
 
 from .env import BASE_DIR, DATA_DIR, DEFAULT_SECRET_KEY, env
 
@@ -114,7 +115,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# collectstatic writes here; a container image keeps it outside the DATA_DIR volume.
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(DATA_DIR / "static")))
 # The portal's sign-in page (people who are not staff land in the portal).
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"
