@@ -126,7 +126,7 @@ class ScriptViewSet(viewsets.GenericViewSet):
             413: ["SCRIPT_TOO_LARGE"],
         },
         "partial_update": {409: ["SCRIPT_EXISTS"]},
-        "examples": {409: ["EXAMPLE_EXISTS"]},
+        "example_create": {409: ["EXAMPLE_EXISTS"]},
     }
     lookup_value_regex = r"\d+"
     serializer_class = s.ScriptSerializer
@@ -251,18 +251,19 @@ class ScriptViewSet(viewsets.GenericViewSet):
             {"number": version.number, "sha256": version.sha256, "source": version.source}
         )
 
-    @extend_schema(responses=s.VersionSerializer(many=True))
-    @extend_schema(methods=["GET"], request=None, responses=s.ExampleSerializer(many=True))
-    @extend_schema(
-        methods=["POST"], request=s.ExampleSerializer, responses={201: s.ExampleSerializer}
-    )
-    @action(detail=True, methods=["get", "post"], parser_classes=[BoundedJSONParser])
+    @extend_schema(request=None, responses=s.ExampleSerializer(many=True))
+    @action(detail=True, methods=["get"])
     def examples(self, request, pk=None):
-        """The script's examples (GET), or add one (POST, owner or staff): new versions
-        must pass them (409 EXAMPLE_FAILED on upload unless force=true)."""
+        """The script's examples: new versions must pass them (409 EXAMPLE_FAILED on
+        upload unless force=true)."""
+        page = self.paginate_queryset(self.get_object().examples.all())
+        return self.get_paginated_response(s.ExampleSerializer(page, many=True).data)
+
+    @extend_schema(request=s.ExampleSerializer, responses={201: s.ExampleSerializer})
+    @examples.mapping.post
+    def example_create(self, request, pk=None):
+        """Add an example (owner or staff)."""
         script = self.get_object()
-        if request.method == "GET":
-            return Response(s.ExampleSerializer(script.examples.all(), many=True).data)
         data = _valid(s.ExampleSerializer, request.data)
         example = services.example_create(user=request.user, script=script, **data)
         return Response(s.ExampleSerializer(example).data, status=status.HTTP_201_CREATED)
@@ -282,6 +283,7 @@ class ScriptViewSet(viewsets.GenericViewSet):
         services.example_delete(user=request.user, example=example)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(responses=s.VersionSerializer(many=True))
     @action(detail=True, methods=["get"])
     def versions(self, request, pk=None):
         """Every version, newest first (without the source)."""

@@ -88,7 +88,7 @@ def test_examples_need_an_expectation_and_edit_rights(
     response = other.post(url, {"name": "x", "expected_exit_code": 0}, format="json")
     assert response.status_code in (403, 404)
     assert ScriptExample.objects.count() == 1
-    listed = api.get(url).json()
+    listed = api.get(url).json()["results"]
     assert [e["name"] for e in listed] == ["two plus three"]
     example_id = listed[0]["id"]
     assert api.delete(f"{url}{example_id}/").status_code == 204
