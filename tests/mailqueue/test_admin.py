@@ -3,6 +3,7 @@
 import pytest
 from django.test import Client
 
+from mailqueue.crypto import decrypt_password
 from mailqueue.models import EmailDetail, EmailParameter
 
 pytestmark = pytest.mark.django_db
@@ -66,9 +67,10 @@ def test_parameter_password_is_write_only_and_test_mail_action(
         },
     )
     assert answer.status_code == 302, answer.content[:2000]
-    assert EmailParameter.objects.get(pk="MAIN").smtp_password == "pw-secret-123"  # no key set
+    stored = EmailParameter.objects.get(pk="MAIN").smtp_password
+    assert stored.startswith("fernet:") and decrypt_password(stored) == "pw-secret-123"
     change = admin_client_.get("/admin/mailqueue/emailparameter/MAIN/change/")
-    assert b"pw-secret-123" not in change.content
+    assert b"pw-secret-123" not in change.content and stored.encode() not in change.content
     admin_client_.post(
         "/admin/mailqueue/emailparameter/", {"action": "send_test", "_selected_action": ["MAIN"]}
     )

@@ -3,7 +3,6 @@
 import base64
 
 import pytest
-from cryptography.fernet import Fernet
 from django.db import connections
 
 from mailqueue.crypto import decrypt_password
@@ -206,7 +205,6 @@ def test_queue_create_with_document_and_bad_input(staff_api):
 
 
 def test_smtp_params_crud_password_write_only_and_encrypted(staff_api, settings):
-    settings.MAILQUEUE_ENCRYPTION_KEY = Fernet.generate_key().decode()
     data = {
         "paramCode": "MAIN",
         "smtpServer": "smtp.example.com",

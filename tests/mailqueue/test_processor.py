@@ -104,9 +104,8 @@ def test_fallback_backend_when_no_parameter_set(mail_settings):
 
 
 def test_login_with_encrypted_password(mail_settings, auth_smtp_server, make_param):
-    mail_settings.MAILQUEUE_ENCRYPTION_KEY = Fernet.generate_key().decode()
-    stored = encrypt_password("s3cret")
-    assert stored != "s3cret"
+    stored = encrypt_password("s3cret")  # always encrypted, like every secret (vault)
+    assert stored != "s3cret" and stored.startswith("fernet:")
     make_param(auth_smtp_server.port, smtp_account_name="mailer", smtp_password=stored)
     queue()
     assert process_batch().sent == 1
@@ -117,6 +116,27 @@ def test_plain_legacy_password_still_works_with_a_key(mail_settings, auth_smtp_s
     make_param(auth_smtp_server.port, smtp_account_name="mailer", smtp_password="s3cret")
     queue()
     assert process_batch().sent == 1
+
+
+def test_a_token_of_the_older_mail_key_still_works(mail_settings, auth_smtp_server, make_param):
+    key = Fernet.generate_key().decode()
+    mail_settings.MAILQUEUE_ENCRYPTION_KEY = key
+    token = Fernet(key.encode()).encrypt(b"s3cret").decode()  # as the old code stored it
+    make_param(auth_smtp_server.port, smtp_account_name="mailer", smtp_password=token)
+    queue()
+    assert process_batch().sent == 1
+
+
+def test_rotate_secrets_re_encrypts_smtp_passwords(mail_settings, make_param):
+    from django.core.management import call_command
+
+    from mailqueue.crypto import decrypt_password
+    from mailqueue.models import EmailParameter
+
+    make_param(2525, smtp_account_name="mailer", smtp_password="plain-legacy")
+    call_command("rotate_secrets")
+    stored = EmailParameter.objects.get().smtp_password
+    assert stored.startswith("fernet:") and decrypt_password(stored) == "plain-legacy"
 
 
 # --- failure classes -------------------------------------------------------------

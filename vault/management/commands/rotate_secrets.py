@@ -3,6 +3,8 @@ with the first key of SECRETS_KEYS, so the older keys can be dropped."""
 
 from django.core.management.base import BaseCommand, CommandError
 
+from mailqueue.crypto import rotate_password
+from mailqueue.models import EmailParameter
 from vault import crypto
 from vault.models import Secret
 
@@ -19,4 +21,16 @@ class Command(BaseCommand):
                 raise CommandError(f"secret {secret.pk}: {exc}") from exc
             Secret.objects.filter(pk=secret.pk).update(value_encrypted=rotated)
             done += 1
-        self.stdout.write(f"Re-encrypted {done} secret(s) with the newest key.")
+        passwords = 0
+        for param in EmailParameter.objects.exclude(smtp_password__isnull=True).exclude(
+            smtp_password=""
+        ):
+            try:
+                rotated = rotate_password(param.smtp_password)
+            except crypto.DecryptionFailed as exc:
+                raise CommandError(f"SMTP parameters {param.pk}: {exc}") from exc
+            EmailParameter.objects.filter(pk=param.pk).update(smtp_password=rotated)
+            passwords += 1
+        self.stdout.write(
+            f"Re-encrypted {done} secret(s) and {passwords} SMTP password(s) with the newest key."
+        )
