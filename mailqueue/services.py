@@ -274,15 +274,15 @@ def _clean_param(data: dict, errors: dict) -> dict:
 def _set_password(param: EmailParameter, password: str | None, errors: dict) -> None:
     if password is None:
         return
-    if len(password) > MAX_PASSWORD_LENGTH:
-        errors["smtp_password"] = [f"At most {MAX_PASSWORD_LENGTH} characters."]
+    if len(password.encode()) > MAX_PASSWORD_LENGTH:  # its token must fit SMTPPassword
+        errors["smtp_password"] = [f"At most {MAX_PASSWORD_LENGTH} bytes (UTF-8)."]
         return
     param.smtp_password = encrypt_password(password) if password else None
 
 
 def smtp_param_create(*, param_code: str, password: str | None = None, **fields) -> EmailParameter:
-    """Add a parameter set. The password is stored Fernet-encrypted when
-    MAILQUEUE_ENCRYPTION_KEY is set. PARAM_EXISTS (409) when the code is taken."""
+    """Add a parameter set. The password is stored encrypted (vault.crypto).
+    PARAM_EXISTS (409) when the code is taken."""
     code = (param_code or "").strip()
     errors: dict[str, list[str]] = {}
     if not code or len(code) > 50:
