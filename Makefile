@@ -34,7 +34,9 @@ run: install
 	$(BIN)/python manage.py ensure_admin
 	$(BIN)/python manage.py load_samples
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	@echo "Scriptorium: http://127.0.0.1:$(PORT)/admin/  API docs: http://127.0.0.1:$(PORT)/api/docs/  (Ctrl-C stops)"
+	@echo "What protects script runs here:"
+	@$(BIN)/python manage.py sandbox
+	@echo "Scriptorium: http://127.0.0.1:$(PORT)/  admin: http://127.0.0.1:$(PORT)/admin/  API docs: http://127.0.0.1:$(PORT)/api/docs/  (Ctrl-C stops)"
 	@# Ctrl-C signals make, this shell and honcho alike: the shell waits (trap) while
 	@# honcho stops web and worker cleanly, and an interrupted honcho is a clean end.
 	@trap ':' INT TERM; \
