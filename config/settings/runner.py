@@ -47,6 +47,8 @@ SANDBOX_BACKEND = env("SANDBOX_BACKEND", default="auto")  # auto | ns | bwrap | 
 _root = os.geteuid() == 0
 # Scripts never run as root: when the server is root each run gets its own uid from this
 # range (held with a lock in RUN_UID_LOCK_DIR, shared by every instance on the host).
+# ns: the box becomes the harness (one interpreter start per run instead of two).
+RUN_NS_INPROCESS = env.bool("RUN_NS_INPROCESS", default=True)
 RUN_UID_RANGE = env("RUN_UID_RANGE", default="1900000000-1900999999")
 RUN_UID_LOCK_DIR = env("RUN_UID_LOCK_DIR", default="/run/scriptorium/uids")
 

@@ -242,12 +242,39 @@ def _init(control):
             _become_run_user(control)
             _close_other_fds(control["pass_fds"])
             os.chdir(control["cwd"])
+            if control.get("inproc"):
+                _run_harness_here(control)  # never returns
             os.execve(control["argv"][0], control["argv"], control["env"])
         except BaseException as exc:  # noqa: BLE001 - whatever fails, say so and stop
             os.write(2, f"[scriptorium] The sandbox could not start the script: {exc}\n".encode())
         os._exit(125)
     _close_passed(control)
     _exit_with(child, reap_all=True)
+
+
+def _run_harness_here(control):
+    """Become the harness without starting another interpreter (this one is the run's
+    environment's Python, started with the harness's flags): the environment, the
+    interpreter's own idea of who it is, a fresh ``__main__``, then the harness."""
+    inproc, env = control["inproc"], control["env"]
+    _libc.clearenv()
+    os.environ.clear()
+    for name, value in env.items():
+        _libc.setenv(name.encode(), value.encode(), 1)
+        os.environ[name.encode()] = value.encode()
+    sys.executable = sys._base_executable = inproc["executable"]
+    sys.orig_argv[:] = [inproc["executable"], "-I", "-S", "-B", "-u"]
+    sys.path[0] = inproc["support"]  # was the box's own folder (a host path)
+    main = type(sys)("__main__")
+    main.__builtins__ = __builtins__
+    sys.modules["__main__"] = main
+    fd = inproc["control_fd"]
+    control.clear()
+    globals().pop("control", None)
+    import _scriptorium_harness as harness
+
+    harness.main(fd)
+    os._exit(0)  # the harness exits by itself; this is a guard
 
 
 def _close_passed(control):

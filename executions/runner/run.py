@@ -321,6 +321,14 @@ def _run_harness(
                 identity=ident,
                 cgroup=group,
                 relay=relay,
+                inproc={
+                    "python": str(python),
+                    "executable": python_in,
+                    "support": support_in,
+                    "control_fd": control_fd,
+                }
+                if backend == "ns" and settings.RUN_NS_INPROCESS
+                else None,
             )
         finally:
             os.close(control_fd)

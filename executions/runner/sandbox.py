@@ -529,11 +529,13 @@ def _memfd(data: bytes) -> int:
     return fd
 
 
-def _box_program() -> list[str]:
+def _box_program(python: str | None = None) -> list[str]:
+    """The box's command line: run by ``python`` (the run's environment's interpreter,
+    which then becomes the harness itself) or by the server's own."""
     from .run import support_dir
 
     support = support_dir(str(settings.DATA_DIR))
-    return [sys.executable, "-I", "-S", "-B", str(support / "_scriptorium_box.py")]
+    return [python or sys.executable, "-I", "-S", "-B", "-u", str(support / "_scriptorium_box.py")]
 
 
 _CGROUP_JOIN = (
@@ -557,11 +559,14 @@ def spawn(
     identity,
     cgroup=None,
     relay: dict | None = None,
+    inproc: dict | None = None,
 ) -> subprocess.Popen:
     """Start ``inner`` (the harness command) in the sandbox: stdin from /dev/null,
     stdout and stderr merged into one pipe, its own session and process group, the
     run's own uid, in the run's cgroup (when there is one), ``pass_fds`` kept open.
-    The caller reads ``proc.stdout``. Under ns and bwrap, ``inner`` sees the workspace
+    The caller reads ``proc.stdout``. Under ns, ``inproc`` (the harness's control fd
+    and paths) makes the box become the harness instead of exec'ing ``inner``: one
+    interpreter start less. Under ns and bwrap, ``inner`` sees the workspace
     as /work, a private HOME and each ``ro_paths`` (host path, inside path) read-only;
     under rlimit, every host path as it is."""
     procs_files = [str(p) for p in cgroup.procs_files] if cgroup is not None else []
@@ -580,12 +585,14 @@ def spawn(
             cgroup_fds=cgroup_fds,
             relay=relay if network else None,
         )
+        if inproc is not None:  # {"python": host path, "support", "control_fd", "executable"}
+            control["inproc"] = {k: v for k, v in inproc.items() if k != "python"}
         import marshal
 
         control_fd = _memfd(marshal.dumps(control))
         try:
             return subprocess.Popen(
-                [*_box_program(), str(control_fd)],
+                [*_box_program(inproc["python"] if inproc else None), str(control_fd)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
