@@ -155,6 +155,9 @@ def open_run(name: str, *, memory_bytes: int, max_processes: int) -> RunCgroup |
                 group.dirs.append(path)
             (memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
             _try_write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes))
+            # v1 charges socket buffers only with a TCP limit set: without it a run can
+            # hold the host's whole TCP memory pool in unread buffers (v2 always charges).
+            _try_write(memory / "memory.kmem.tcp.limit_in_bytes", str(memory_bytes))
             _try_write(memory / "memory.swappiness", "0")
             (pids / "pids.max").write_text(str(max_processes))
     except OSError:

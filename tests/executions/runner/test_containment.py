@@ -568,3 +568,48 @@ def _has_passwd_entry(pwd, uid):
         return True
     except KeyError:
         return False
+
+
+TCP_HOARD = """
+import socket, time
+CEILING = 1024 << 20  # bound: 1 GB
+def main():
+    srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(512)
+    port = srv.getsockname()[1]
+    conns, total = [], 0
+    chunk = b"x" * (1 << 16)
+    while total < CEILING and len(conns) < 120:
+        c = socket.socket(); c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 20)
+        c.connect(("127.0.0.1", port)); s, _ = srv.accept()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
+        c.setblocking(False)
+        for _ in range(2000):
+            try:
+                total += c.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.01)
+                try:
+                    total += c.send(chunk)
+                except BlockingIOError:
+                    break
+            except OSError:
+                break
+            if total >= CEILING:
+                break
+        conns.append((c, s))
+    return {"queued_mb": total >> 20, "conns": len(conns)}
+"""
+
+
+def test_unread_socket_buffers_count_against_the_memory_limit(run, isolating_backend):
+    """Socket buffers on the run's own loopback were not charged to its cgroup (v1):
+    1 GB of host TCP memory held by a run limited to 512 MB."""
+    from executions.runner import cgroups
+
+    if not cgroups.version():
+        pytest.skip("this host gives the server no cgroup (limits are per process)")
+    r = run(TCP_HOARD, memory_mb=200, timeout_seconds=30)
+    if r.status == "succeeded":
+        assert r.result["queued_mb"] < 260, r.result
+    else:
+        assert r.error_code in ("MEMORY_LIMIT", "KILLED", "SCRIPT_ERROR"), r.log
