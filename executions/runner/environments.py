@@ -61,7 +61,17 @@ class EnvironmentBuildFailed(ApplicationError):
 
 
 def normalise(requirements: list[str]) -> list[str]:
-    """Sorted, de-duplicated, whitespace-free requirement strings."""
+    """Sorted, de-duplicated, whitespace-free requirement strings. Raises
+    EnvironmentBuildFailed for anything that is not a plain requirement from the index
+    (a direct reference ``name @ url``, an option): the installer runs on the server."""
+    from scripts.inspection.requirements import requirement_name
+
+    bad = [r for r in requirements if r and r.strip() and requirement_name(r) is None]
+    if bad:
+        raise EnvironmentBuildFailed(
+            f"Not installed: {', '.join(repr(b) for b in bad[:5])}: only requirements from the "
+            "package index are installed (no 'name @ address', no options)."
+        )
     return sorted({re.sub(r"\s+", "", r) for r in requirements if r and r.strip()})
 
 

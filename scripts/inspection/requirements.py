@@ -29,10 +29,21 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def requirement_name(requirement: str) -> str | None:
-    """The normalised name of a requirement string, or None when it is not one."""
+def is_direct_reference(requirement: str) -> bool:
+    """True for ``name @ url`` (a file, git or web address): such requirements are never
+    installed (the installer runs on the server, where an address could reach the
+    server's own network or files)."""
     match = _REQUIREMENT.match(requirement.strip())
-    return normalize(match.group("name")) if match else None
+    return bool(match) and match.group("rest").lstrip().startswith("@")
+
+
+def requirement_name(requirement: str) -> str | None:
+    """The normalised name of a requirement string, or None when it is not one (or is
+    a direct reference, see ``is_direct_reference``)."""
+    match = _REQUIREMENT.match(requirement.strip())
+    if not match or match.group("rest").lstrip().startswith("@"):
+        return None
+    return normalize(match.group("name"))
 
 
 def _pep723(source: str, warnings: list[str]) -> list[str]:
@@ -137,7 +148,12 @@ def merge_requirements(*groups: list[str], warnings: list[str] | None = None) ->
             name = requirement_name(requirement)
             if name is None:
                 if warnings is not None:
-                    warnings.append(f"{requirement!r} is not a valid requirement; ignored.")
+                    why = (
+                        "a direct reference (name @ address), which is never installed"
+                        if is_direct_reference(requirement)
+                        else "not a valid requirement"
+                    )
+                    warnings.append(f"{requirement!r} is {why}; ignored.")
                 continue
             if name not in seen:
                 seen.add(name)

@@ -140,3 +140,53 @@ def test_prune_envs_removes_only_unused_environments(local_index):
 
     with pytest.raises(CommandError):
         call_command("prune_envs", "--days", "-1")
+
+
+def test_direct_references_are_never_installed(run, listener_no_traffic):
+    """'# Requirements: probe @ http://127.0.0.1:PORT/...' made the server's installer
+    (root, the host's network) fetch from the host's loopback and probe host paths."""
+    from scripts.inspection import inspect_source
+
+    port, seen = listener_no_traffic
+    source = f"# Requirements: probe @ http://127.0.0.1:{port}/p-1.0-py3-none-any.whl\n"
+    source += "def main():\n    return {}\n"
+    inspection = inspect_source(source, filename="probe.py")
+    assert inspection.requirements == []
+    assert any("direct reference" in w for w in inspection.warnings)
+    for requirement in (
+        f"probe @ http://127.0.0.1:{port}/x.whl",
+        "probe @ file:///root/",
+        "--index-url=x",
+    ):
+        r = run("def main():\n    return {}\n", requirements=[requirement])
+        assert (r.status, r.error_code) == ("failed", "DEPENDENCY_INSTALL_FAILED"), r.log
+        assert "only requirements from the package index" in r.error_message
+    assert seen == []
+
+
+@pytest.fixture
+def listener_no_traffic():
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    server.settimeout(0.2)
+    seen, stop = [], threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            seen.append(conn.recv(100))
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], seen
+    stop.set()
+    thread.join(2)
+    server.close()
