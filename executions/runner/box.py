@@ -42,6 +42,62 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
                         ctypes.c_char_p]  # fmt: skip
 
 
+# seccomp: what a run may never do, even as its own user (the kernel's wider surface:
+# new user namespaces (and with them nf_tables, mounts...), keyrings that outlive the
+# run, io_uring, bpf, perf, userfaultfd). Everything else is allowed.
+_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+_DENIED = {
+    "x86_64": {"keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321,
+               "perf_event_open": 298, "userfaultfd": 323, "setns": 308},
+    "aarch64": {"keyctl": 219, "add_key": 217, "request_key": 218, "bpf": 280,
+                "perf_event_open": 241, "userfaultfd": 282, "setns": 268},
+}  # fmt: skip
+_IO_URING = (425, 426, 427)  # the same number on both
+_NO_NEWUSER = {"x86_64": {"unshare": 272, "clone": 56}, "aarch64": {"unshare": 97, "clone": 220}}
+_CLONE3 = 435
+EPERM, ENOSYS = 1, 38
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+
+def seccomp_program(arch: str) -> bytes:
+    """The run's seccomp filter as classic BPF (``struct sock_filter[]``), also given
+    to bubblewrap (``--seccomp FD``)."""
+    import struct
+
+    def op(code, jt, jf, k):
+        return struct.pack("<HBBI", code, jt, jf, k & 0xFFFFFFFF)
+
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, kill = 0x7FFF0000, 0x80000000
+    prog = [op(ld, 0, 0, 4), op(jeq, 1, 0, _ARCH[arch]), op(ret, 0, 0, kill), op(ld, 0, 0, 0)]
+    if arch == "x86_64":  # the x32 ABI would be a second set of numbers
+        prog += [op(jge, 0, 1, 0x40000000), op(ret, 0, 0, 0x50000 | ENOSYS)]
+    for nr in [*_DENIED[arch].values(), *_IO_URING]:
+        prog += [op(jeq, 0, 1, nr), op(ret, 0, 0, 0x50000 | EPERM)]
+    prog += [op(jeq, 0, 1, _CLONE3), op(ret, 0, 0, 0x50000 | ENOSYS)]  # libc falls back
+    for nr in _NO_NEWUSER[arch].values():  # allowed, unless args[0] has CLONE_NEWUSER
+        prog += [
+            op(jeq, 0, 4, nr),
+            op(ld, 0, 0, 16),
+            op(jset, 0, 1, CLONE_NEWUSER),
+            op(ret, 0, 0, 0x50000 | EPERM),
+            op(ret, 0, 0, allow),
+        ]
+    prog.append(op(ret, 0, 0, allow))
+    return b"".join(prog)
+
+
+def _apply_seccomp():
+    program = seccomp_program(os.uname().machine)
+    buffer = ctypes.create_string_buffer(program, len(program))
+
+    class Fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = Fprog(len(program) // 8, ctypes.addressof(buffer))
+    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
+
+
 class BoxError(Exception):
     """A step of building the sandbox failed (reported on stderr, exit 125)."""
 
@@ -213,6 +269,8 @@ def _become_run_user(control):
         os.setresuid(uid, uid, uid)
     # in a user namespace exec clears the capabilities (the uid inside is not 0)
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    if os.uname().machine in _ARCH:
+        _apply_seccomp()
 
 
 def _close_other_fds(keep):

@@ -38,6 +38,7 @@ INSIDE_WORK = "/work"  # the workspace as ns and bwrap runs see it
 INSIDE_HOME = "/home/sandbox"  # HOME: a private tmpfs, never collected
 INSIDE_ENV = "/opt/scriptorium/env"  # the run's Python environment (read-only)
 INSIDE_SUPPORT = "/opt/scriptorium/support"  # the harness and helpers (read-only)
+_SECCOMP_ARCHES = ("x86_64", "aarch64")
 RELAY_DIR = "/run/scriptorium"  # the policy proxy's socket, inside
 INNER_ID = 1000  # the run's uid/gid inside a user namespace (server not root)
 # What of /etc a sandboxed program sees: these files (copied, see etc_dir) and these
@@ -388,12 +389,15 @@ def bwrap_command(
     home_bytes: int,
     setenv: dict | None = None,
     relay_dir: str | None = None,
+    seccomp_fd: int | None = None,
 ) -> list[str]:
     """The bubblewrap command line around ``inner``. The workspace is /work, HOME a
     private tmpfs; the environment keeps its path. The network namespace is always
     new (only its own loopback; an allowed network goes through the policy proxy)."""
     args = [_bwrap_path() or "bwrap", "--unshare-all"]
     args += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    if seccomp_fd is not None:  # the same filter as the ns box (box.seccomp_program)
+        args += ["--seccomp", str(seccomp_fd)]
     args += _system_binds()
     args += ["--ro-bind", str(etc_dir()), "/etc"]
     for name in _ETC_DIRS:
@@ -607,6 +611,12 @@ def spawn(
             for fd in (*cgroup_fds, control_fd):
                 os.close(fd)
     argv = inner
+    seccomp_fd = None
+    if backend == "bwrap" and os.uname().machine in _SECCOMP_ARCHES:
+        from .box import seccomp_program
+
+        seccomp_fd = _memfd(seccomp_program(os.uname().machine))
+        pass_fds = (*pass_fds, seccomp_fd)
     if backend == "bwrap":
         # setpriv and bwrap need no locale: without LANG/LC_ALL they load none (about
         # 0.5 ms); bwrap puts them back into the harness's environment.
@@ -621,7 +631,17 @@ def spawn(
             home_bytes=home_bytes,
             setenv=locale,
             relay_dir=relay["host_dir"] if (relay and network) else None,
+            seccomp_fd=seccomp_fd,
         )
+    try:
+        return _popen_switched(argv, identity, procs_files, work, env, pass_fds)
+    finally:
+        if seccomp_fd is not None:
+            os.close(seccomp_fd)
+
+
+def _popen_switched(argv, identity, procs_files, work, env, pass_fds) -> subprocess.Popen:
+    """Popen ``argv`` as the run's user, in its cgroups (rlimit and bwrap)."""
     prefix, user_kwargs = _switch_user(identity)
     if procs_files and user_kwargs:  # no setpriv: join and switch in the child
         user_kwargs = {"preexec_fn": _join_and_switch(procs_files, run_user(identity))}

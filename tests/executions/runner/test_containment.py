@@ -613,3 +613,43 @@ def test_unread_socket_buffers_count_against_the_memory_limit(run, isolating_bac
         assert r.result["queued_mb"] < 260, r.result
     else:
         assert r.error_code in ("MEMORY_LIMIT", "KILLED", "SCRIPT_ERROR"), r.log
+
+
+def test_the_kernel_surface_a_run_never_needs_is_closed(run, isolating_backend):
+    """A nested user namespace gave a script every capability (and with it nf_tables,
+    mounts...); keys it added outlived the run; io_uring, bpf, perf were open. A
+    seccomp filter refuses them; threads, fork and subprocess still work."""
+    r = run(
+        """
+        import ctypes, os, subprocess, sys, threading
+        def main():
+            libc = ctypes.CDLL(None, use_errno=True)
+            def call(*args):
+                result = libc.syscall(*args)
+                return [result, ctypes.get_errno()]
+            out = {
+                "unshare_user": [libc.unshare(0x10000000), ctypes.get_errno()],
+                "keyctl": call(250 if os.uname().machine == "x86_64" else 219, 0, 0, 0, 0, 0),
+                "io_uring": call(425, 1, 0),
+            }
+            thread = threading.Thread(target=lambda: None)
+            thread.start()
+            thread.join()
+            out["sub"] = subprocess.run([sys.executable, "-c", "print(1)"],
+                                        capture_output=True, text=True).stdout
+            pid = os.fork()
+            if pid == 0:
+                os._exit(7)
+            out["fork"] = os.waitpid(pid, 0)[1] >> 8
+            return out
+        """
+    )
+    assert r.status == "succeeded", r.log
+    eperm = [-1, 1]
+    assert r.result == {
+        "unshare_user": eperm,
+        "keyctl": eperm,
+        "io_uring": eperm,
+        "sub": "1\n",
+        "fork": 7,
+    }
