@@ -7,7 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from config.errors import ApplicationError
-from executions import services
+from executions import admin_run, services
 from executions.logbook import log_tail
 from executions.models import Artifact, Execution
 
@@ -192,3 +192,6 @@ class ExecutionAdmin(admin.ModelAdmin):
                 self.message_user(request, f"#{execution.pk}: {exc.message}", messages.WARNING)
             else:
                 self.message_user(request, f"#{execution.pk} started again as #{new.pk}.")
+
+
+admin_run.register(admin.site)  # the Run page and environment action on scripts' admin

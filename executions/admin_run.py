@@ -1,15 +1,22 @@
-"""The admin's "Run" page for a script: a form for inputs, handed to execution_start."""
+"""What runs add to the script library's admin (scripts never imports runs): the
+"Run" page of a script (a form for inputs, handed to execution_start), its button on
+the script's page, and the "Prepare environment" action. ``ScriptRunAdmin`` replaces
+scripts' ScriptAdmin on the admin site (executions/admin.py)."""
 
 import json
 import shlex
 
 from django import forms
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from config.errors import ApplicationError
+from executions.services import environment_prepare, execution_start
 from scripts import selectors
+from scripts.admin import ScriptAdmin
 from scripts.models import Script
 
 
@@ -58,8 +65,6 @@ def _initial_inputs(schema: dict) -> str:
 def run_view(model_admin, request, pk: int):
     """GET: the form (inputs pre-filled with the schema's defaults). POST: start the run
     through executions.services.execution_start and open its live log."""
-    from executions.services import execution_start
-
     script = get_object_or_404(Script.objects.select_related("current_version"), pk=pk)
     version = script.current_version
     schema = selectors.script_version_schema(version=version) if version else {}
@@ -94,3 +99,49 @@ def run_view(model_admin, request, pk: int):
         "version": version,
     }
     return TemplateResponse(request, "admin/scripts/script/run.html", context)
+
+
+class ScriptRunAdmin(ScriptAdmin):
+    """The script library's admin with what runs add: the Run page and its button,
+    and the environment action."""
+
+    actions = [*(ScriptAdmin.actions or []), "prepare_environment"]
+
+    def get_urls(self):
+        run = self.admin_site.admin_view(lambda request, pk: run_view(self, request, pk))
+        return [path("<int:pk>/run/", run, name="scripts_script_run"), *super().get_urls()]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return ["run_link", *fields] if obj else fields
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is None or "run_link" in fields:
+            return fields
+        at = fields.index("logical_path") + 1 if "logical_path" in fields else len(fields)
+        return [*fields[:at], "run_link", *fields[at:]]
+
+    @admin.display(description="Run")
+    def run_link(self, script):
+        url = reverse("admin:scripts_script_run", args=[script.pk])
+        return format_html('<a class="button" href="{}">Run this script</a>', url)
+
+    @admin.action(description="Prepare environment (install requirements now)")
+    def prepare_environment(self, request, queryset):
+        for script in queryset.select_related("current_version"):
+            try:
+                python = environment_prepare(script=script)
+            except ApplicationError as exc:
+                output = exc.details.get("output", "")
+                self.message_user(request, f"{exc.message} {output[-500:]}", messages.ERROR)
+            else:
+                self.message_user(request, f"{script.logical_path}: environment ready ({python}).")
+
+
+def register(site: admin.AdminSite) -> None:
+    """Put ScriptRunAdmin in place of ScriptAdmin on ``site`` (once)."""
+    if site.is_registered(Script) and not isinstance(site._registry[Script], ScriptRunAdmin):
+        site.unregister(Script)
+    if not site.is_registered(Script):
+        site.register(Script, ScriptRunAdmin)

@@ -12,6 +12,8 @@ class ExecutionsConfig(AppConfig):
             signals,  # noqa: F401  (reaper schedule)
         )
         from executions.examples import examples_guard
-        from scripts.hooks import register_version_guard
+        from executions.selectors import script_run_count
+        from scripts.hooks import register_run_counter, register_version_guard
 
         register_version_guard(examples_guard)  # new versions must pass their examples
+        register_run_counter(script_run_count)  # the library shows and reports run counts

@@ -2,20 +2,34 @@
 
 from django.db.models import QuerySet
 
+from accounts.permissions import user_is_active, user_is_staff
 from config.errors import NotFoundError
 from executions.models import Execution
 
 
 def executions_for_user(*, user, status: str | None = None, script: str | None = None) -> QuerySet:
-    """Runs the user may see (their own; staff: all), newest first, ready to list."""
+    """Runs the user may see (their own; staff: all; inactive or anonymous users:
+    none), newest first, ready to list."""
     qs = Execution.objects.select_related("requested_by").prefetch_related("artifacts__stored_file")
-    if not user.is_staff:
+    if not user_is_active(user):
+        return qs.none()
+    if not user_is_staff(user):
         qs = qs.filter(requested_by=user)
     if status:
         qs = qs.filter(status=status)
     if script:
         qs = qs.filter(script_id=int(script)) if script.isdigit() else qs.filter(script_path=script)
     return qs
+
+
+def script_run_count(script) -> int:
+    """How many runs a script (or a queryset of scripts) has on record (registered
+    with scripts.hooks, so that the library can show it without importing runs)."""
+    from scripts.models import Script
+
+    if isinstance(script, Script):
+        return Execution.objects.filter(script=script).count()
+    return Execution.objects.filter(script__in=script).count()
 
 
 def execution_get_for_user(*, user, pk) -> Execution:

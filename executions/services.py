@@ -20,6 +20,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.permissions import user_owns_or_is_staff
 from audit.services import audit_record
 from config.errors import ApplicationError, PermissionDeniedError
 from config.logging import get_logger
@@ -272,7 +273,7 @@ def _enqueue(execution_id: int) -> None:
 
 
 def _can_manage(*, user, execution: Execution) -> bool:
-    return bool(user and (user.is_staff or execution.requested_by_id == user.pk))
+    return user_owns_or_is_staff(user, execution.requested_by_id)
 
 
 def execution_cancel(*, user, execution: Execution) -> Execution:

@@ -1,6 +1,7 @@
-"""Reads of the portal. Who may see what always comes from the apps' own selectors
-(``scripts_visible_to``, ``executions_for_user``, ``execution_get_for_user``); these
-functions only narrow, order and group what those return."""
+"""Reads of the portal. Who may see what always comes from the apps' own rules
+(``scripts.permissions.scripts_runnable_by``, ``executions_for_user``,
+``execution_get_for_user``); these functions only narrow, order and group what those
+return."""
 
 from datetime import date, timedelta
 from itertools import groupby
@@ -11,8 +12,8 @@ from django.utils import timezone
 
 from executions import selectors as execution_selectors
 from executions.models import Artifact, Execution, ExecutionLogChunk
-from scripts import selectors as script_selectors
 from scripts.models import Script
+from scripts.permissions import scripts_runnable_by
 
 LOG_PAGE_CHARS = 200_000
 
@@ -22,7 +23,7 @@ def runnable_scripts(*, user, search: str = "") -> QuerySet[Script]:
     (name, title, path or description), ordered by folder then name, each annotated
     with the user's last run (``last_run_id``, ``last_run_status``, ``last_run_at``)."""
     qs = (
-        script_selectors.scripts_visible_to(user=user)
+        scripts_runnable_by(user=user)
         .filter(enabled=True, current_version__isnull=False)
         .select_related("folder", "current_version")
         .defer("current_version__source")

@@ -6,6 +6,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count
 from django.utils.html import format_html
 
@@ -30,11 +31,14 @@ def _pretty_json(value) -> str:
 @admin.register(Folder)
 class FolderAdmin(admin.ModelAdmin):
     form = FolderAdminForm
-    list_display = ["tree_name", "path", "owner", "restricted_to", "script_count"]
+    """Folders with who may use them; saving goes through folder_create/folder_update
+    and folder_share (the rules: scripts.permissions)."""
+
+    list_display = ["tree_name", "path", "owner", "shared_with", "script_count"]
     list_select_related = ["owner"]
     search_fields = ["path"]
     ordering = ["path"]
-    filter_horizontal = ["allowed_groups"]
+    filter_horizontal = ["read_groups", "write_groups"]
     readonly_fields = ["path", "owner"]
 
     def get_queryset(self, request):
@@ -42,7 +46,7 @@ class FolderAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(n_scripts=Count("scripts", distinct=True))
-            .prefetch_related("allowed_groups")
+            .prefetch_related("read_groups", "write_groups")
         )
 
     @admin.display(description="Folder", ordering="path")
@@ -50,9 +54,15 @@ class FolderAdmin(admin.ModelAdmin):
         depth = folder.path.count("/")
         return format_html("{}{} {}", "\u2003" * depth, "\U0001f4c1", folder.name)
 
-    @admin.display(description="Only for groups")
-    def restricted_to(self, folder):
-        return ", ".join(g.name for g in folder.allowed_groups.all()) or "everyone"
+    @admin.display(description="Shared with")
+    def shared_with(self, folder):
+        if folder.parent_id is not None and folder.inherit_permissions:
+            return "as its parent"
+        readers = ", ".join(g.name for g in folder.read_groups.all())
+        writers = ", ".join(g.name for g in folder.write_groups.all())
+        parts = ["everyone (read)" if folder.public else "", readers and f"read: {readers}"]
+        parts.append(writers and f"write: {writers}")
+        return "; ".join(p for p in parts if p) or "owner only"
 
     @admin.display(description="Scripts", ordering="n_scripts")
     def script_count(self, folder):
@@ -60,26 +70,46 @@ class FolderAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        if change:
-            original = Folder.objects.get(pk=obj.pk)
-            saved = services.folder_update(
-                user=request.user, folder=original, name=data["name"], parent=data["parent"]
-            )
-        else:
-            saved = services.folder_create(
-                user=request.user, name=data["name"], parent=data["parent"]
+        with transaction.atomic():
+            if change:
+                original = Folder.objects.get(pk=obj.pk)
+                saved = services.folder_update(
+                    user=request.user, folder=original, name=data["name"], parent=data["parent"]
+                )
+            else:
+                saved = services.folder_create(
+                    user=request.user, name=data["name"], parent=data["parent"]
+                )
+            services.folder_share(
+                user=request.user,
+                folder=saved,
+                read_groups=[g.name for g in data.get("read_groups") or []],
+                write_groups=[g.name for g in data.get("write_groups") or []],
+                public=bool(data.get("public")),
+                inherit_permissions=bool(data.get("inherit_permissions")),
             )
         for field in Folder._meta.concrete_fields:
             setattr(obj, field.attname, getattr(saved, field.attname))
         obj._state.adding = False
 
+    def save_related(self, request, form, formsets, change):
+        """The groups were saved by folder_share (not by the form's save_m2m)."""
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
     def delete_model(self, request, obj):
-        services.folder_delete(user=request.user, folder=obj, recursive=True)
+        try:
+            services.folder_delete(user=request.user, folder=obj, recursive=True)
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
 
     def delete_queryset(self, request, queryset):
         for folder in queryset.order_by("-path"):  # children first
             if Folder.objects.filter(pk=folder.pk).exists():
-                services.folder_delete(user=request.user, folder=folder, recursive=True)
+                try:
+                    services.folder_delete(user=request.user, folder=folder, recursive=True)
+                except ApplicationError as exc:
+                    self.message_user(request, f"{folder.path}: {exc.message}", messages.ERROR)
 
 
 class ScriptParameterInline(admin.TabularInline):
@@ -171,7 +201,6 @@ class ScriptAdmin(admin.ModelAdmin):
     search_fields = ["logical_path", "display_name", "description"]
     readonly_fields = [
         "logical_path",
-        "run_link",
         "entry_point",
         "input_schema",
         "requirements",
@@ -180,35 +209,6 @@ class ScriptAdmin(admin.ModelAdmin):
         "source",
     ]
     change_form_template = None
-    actions = ["prepare_environment"]
-
-    def get_urls(self):
-        from django.urls import path
-
-        from scripts.admin_run import run_view
-
-        run = self.admin_site.admin_view(lambda request, pk: run_view(self, request, pk))
-        return [path("<int:pk>/run/", run, name="scripts_script_run"), *super().get_urls()]
-
-    @admin.display(description="Run")
-    def run_link(self, script):
-        from django.urls import reverse
-
-        url = reverse("admin:scripts_script_run", args=[script.pk])
-        return format_html('<a class="button" href="{}">Run this script</a>', url)
-
-    @admin.action(description="Prepare environment (install requirements now)")
-    def prepare_environment(self, request, queryset):
-        from executions.services import environment_prepare
-
-        for script in queryset.select_related("current_version"):
-            try:
-                python = environment_prepare(script=script)
-            except ApplicationError as exc:
-                output = exc.details.get("output", "")
-                self.message_user(request, f"{exc.message} {output[-500:]}", messages.ERROR)
-            else:
-                self.message_user(request, f"{script.logical_path}: environment ready ({python}).")
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("current_version__source")
@@ -294,9 +294,10 @@ class ScriptAdmin(admin.ModelAdmin):
             original = Script.objects.get(pk=obj.pk)
             fields = {f: data[f] for f in form.changed_data if f in ScriptChangeForm.Meta.fields}
             owner = fields.pop("owner", _missing := object())
-            saved = services.script_update(user=request.user, script=original, **fields)
-            if owner is not _missing:
-                Script.objects.filter(pk=saved.pk).update(owner=owner)
+            with transaction.atomic():
+                saved = services.script_update(user=request.user, script=original, **fields)
+                if owner is not _missing:
+                    services.script_owner_set(user=request.user, script=saved, owner=owner)
             if data.get("source_file"):
                 version = services.script_upload(
                     user=request.user,
@@ -328,8 +329,13 @@ class ScriptAdmin(admin.ModelAdmin):
         self.message_user(request, f"{runs} run(s) of {obj.logical_path} are kept.")
 
     def delete_queryset(self, request, queryset):
+        """Each script through script_delete; one that may not go is reported (the
+        others still go), never a 500 page."""
         for script in queryset:
-            services.script_delete(user=request.user, script=script)
+            try:
+                services.script_delete(user=request.user, script=script)
+            except ApplicationError as exc:
+                self.message_user(request, f"{script.logical_path}: {exc.message}", messages.ERROR)
 
 
 @admin.register(ScriptVersion)

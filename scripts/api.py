@@ -2,6 +2,7 @@
 schema. Visibility and permissions come from selectors/services."""
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -13,7 +14,7 @@ from rest_framework.views import APIView
 
 from config.errors import ApplicationError, NotFoundError
 from config.parsers import BoundedFormParser, BoundedJSONParser
-from scripts import selectors, services
+from scripts import permissions, selectors, services
 from scripts import serializers as s
 from scripts.models import Folder
 
@@ -23,7 +24,7 @@ _TRUE = {"1", "true", "yes", "on"}
 def _folder_or_none(user, folder_id) -> Folder | None:
     if folder_id is None:
         return None
-    folder = selectors.folders_visible_to(user=user).filter(pk=folder_id).first()
+    folder = permissions.folders_readable_by(user=user).filter(pk=folder_id).first()
     if folder is None:
         raise ApplicationError(
             "VALIDATION_ERROR", "No such folder.", {"folder": [f"No folder {folder_id}."]}
@@ -32,8 +33,9 @@ def _folder_or_none(user, folder_id) -> Folder | None:
 
 
 class FolderViewSet(viewsets.GenericViewSet):
-    """Folders the user can see. PATCH renames/moves; DELETE needs ?recursive=true when
-    the folder is not empty."""
+    """Folders the user can see (scripts.permissions). PATCH renames/moves (write
+    permission) and shares (read_groups, write_groups, public, inherit_permissions:
+    owner or staff); DELETE needs ?recursive=true when the folder is not empty."""
 
     error_codes = {
         "create": {409: ["FOLDER_EXISTS"]},
@@ -43,11 +45,11 @@ class FolderViewSet(viewsets.GenericViewSet):
     lookup_value_regex = r"\d+"
     serializer_class = s.FolderSerializer
 
-    def get_queryset(self):
+    def get_queryset(self, access_map=False):
         return (
-            selectors.folders_visible_to(user=self.request.user)
+            permissions.folders_readable_by(user=self.request.user, access_map=access_map)
             .select_related("owner")
-            .prefetch_related("allowed_groups")
+            .prefetch_related("read_groups", "write_groups")
             .order_by("path")
         )
 
@@ -58,8 +60,11 @@ class FolderViewSet(viewsets.GenericViewSet):
         return folder
 
     def list(self, request):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        access = permissions.folder_access_map(user=request.user)
+        page = self.paginate_queryset(self.get_queryset(access_map=access))
+        context = {**self.get_serializer_context(), "access": access}
+        data = s.FolderSerializer(page, many=True, context=context).data
+        return self.get_paginated_response(data)
 
     def retrieve(self, request, pk=None):
         return Response(self.get_serializer(self.get_object()).data)
@@ -82,7 +87,12 @@ class FolderViewSet(viewsets.GenericViewSet):
         kwargs = {"name": data.get("name")}
         if "parent" in data:
             kwargs["parent"] = _folder_or_none(request.user, data["parent"])
-        folder = services.folder_update(user=request.user, folder=folder, **kwargs)
+        sharing = {k: data[k] for k in s.FolderWriteSerializer.SHARING if k in data}
+        with transaction.atomic():
+            if sharing:
+                services.folder_share(user=request.user, folder=folder, **sharing)
+            if kwargs["name"] is not None or "parent" in kwargs:
+                services.folder_update(user=request.user, folder=folder, **kwargs)
         return Response(self.get_serializer(self.get_object()).data)
 
     @extend_schema(
@@ -132,9 +142,9 @@ class ScriptViewSet(viewsets.GenericViewSet):
     serializer_class = s.ScriptSerializer
     parser_classes = [MultiPartParser, BoundedFormParser, BoundedJSONParser]
 
-    def get_queryset(self):
+    def get_queryset(self, access_map=False):
         return (
-            selectors.scripts_visible_to(user=self.request.user)
+            permissions.scripts_runnable_by(user=self.request.user, access_map=access_map)
             .select_related("owner", "current_version__uploaded_by")
             .defer("current_version__source")
             .order_by("logical_path")
@@ -161,7 +171,8 @@ class ScriptViewSet(viewsets.GenericViewSet):
         ]
     )
     def list(self, request):
-        queryset = self.get_queryset()
+        access = permissions.folder_access_map(user=request.user)
+        queryset = self.get_queryset(access_map=access)
         folder = request.query_params.get("folder")
         if folder in ("root", "null", "none"):
             queryset = queryset.filter(folder__isnull=True)
@@ -181,7 +192,9 @@ class ScriptViewSet(viewsets.GenericViewSet):
                 | Q(logical_path__icontains=word)
             )
         page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        context = {**self.get_serializer_context(), "access": access}
+        data = s.ScriptSerializer(page, many=True, context=context).data
+        return self.get_paginated_response(data)
 
     @extend_schema(
         request={"multipart/form-data": s.ScriptUploadSerializer},

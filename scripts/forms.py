@@ -17,7 +17,7 @@ def _as_validation_error(exc: ApplicationError, field: str) -> ValidationError:
 class FolderAdminForm(forms.ModelForm):
     class Meta:
         model = Folder
-        fields = ["name", "parent", "allowed_groups"]
+        fields = ["name", "parent", "inherit_permissions", "public", "read_groups", "write_groups"]
 
     def clean(self):
         data = super().clean()
@@ -85,6 +85,11 @@ class ScriptChangeForm(_SourceFileMixin, forms.ModelForm):
     class Meta:
         model = Script
         fields = [*services.EDITABLE_SCRIPT_FIELDS, "owner"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "owner" in self.fields:  # scripts.services.script_owner_set: active users only
+            self.fields["owner"].queryset = self.fields["owner"].queryset.filter(is_active=True)
 
     def _file_name(self, upload) -> str:
         return self.instance.name

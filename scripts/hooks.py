@@ -1,5 +1,8 @@
 """Hooks the scripts app offers to the apps above it (which it never imports).
 
+``register_run_counter(fn)``: ``fn(script_or_queryset) -> int`` counts runs on record
+(executions registers it; the library shows it and reports it on deletion).
+
 ``register_version_guard(fn)``: ``fn(*, script, source, filename, inspection,
 examples) -> list[ExampleOutcome]`` is called before a new version of a script that
 carries examples is written (executions registers the one that runs them in the
@@ -43,3 +46,19 @@ def version_guards_run(*, script, source, filename, inspection, examples) -> lis
             examples=examples,
         )
     return outcomes
+
+
+_run_counters: list[Callable[[object], int]] = []
+
+
+def register_run_counter(counter: Callable[[object], int]) -> None:
+    """Add ``counter`` (once): ``counter(script_or_queryset) -> int`` counts the runs on
+    record of a script or a queryset of scripts (executions registers its own)."""
+    if counter not in _run_counters:
+        _run_counters.append(counter)
+
+
+def run_count(script) -> int:
+    """How many runs the registered counters know of ``script`` (a Script or a
+    queryset of them); 0 when none is registered."""
+    return sum(counter(script) for counter in _run_counters)

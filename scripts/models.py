@@ -22,13 +22,32 @@ class Folder(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="script_folders",
-        help_text="Who created it; the owner and staff may rename, move or delete it.",
+        help_text="Who created it; the owner (and the owners of the folders above) may "
+        "read, write and share it.",
     )
-    allowed_groups = models.ManyToManyField(
+    # Who may do what: the rules are in scripts.permissions (the only place that reads
+    # these four fields to decide).
+    inherit_permissions = models.BooleanField(
+        default=True,
+        help_text="A subfolder takes its parent's groups and 'public' (its own below are "
+        "ignored); untick to set its own. A top-level folder always uses its own.",
+    )
+    public = models.BooleanField(
+        default=False,
+        help_text="Every active user may see it and run what is inside.",
+    )
+    read_groups = models.ManyToManyField(
         Group,
         blank=True,
-        related_name="script_folders",
-        help_text="Only these groups may see and run what is inside (empty: every active user).",
+        related_name="readable_script_folders",
+        help_text="These groups may see it and run what is inside.",
+    )
+    write_groups = models.ManyToManyField(
+        Group,
+        blank=True,
+        related_name="writable_script_folders",
+        help_text="These groups may also write: add subfolders and scripts, move scripts in, "
+        "change the scripts inside, rename, move or delete it.",
     )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

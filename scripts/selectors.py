@@ -1,88 +1,25 @@
-"""Queries of the script library: who sees what, what a run needs, the tree.
+"""Queries of the script library: what a run needs, the tree, one script.
 
-Visibility: staff see everything; inactive or anonymous users see nothing; everyone
-else sees folders (and the scripts in them) unless the folder or one of its ancestors
-is restricted to groups the user belongs to none of. Hidden things are "not found".
+Who sees what is decided in scripts.permissions (hidden things are "not found").
 """
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 
+from accounts.permissions import user_is_active
 from config.errors import ApplicationError, NotFoundError
 from scripts import parameters as params
+from scripts import permissions
+from scripts.hooks import run_count
 from scripts.inspection.requirements import merge_requirements
-from scripts.models import Folder, Script, ScriptParameter, ScriptVersion
-
-_FolderGroups = Folder.allowed_groups.through
-
-
-def _is_active(user) -> bool:
-    return bool(user is not None and getattr(user, "is_authenticated", False) and user.is_active)
-
-
-def _forbidden_folders(user) -> list[tuple[int, str]]:
-    """(id, path) of restricted folders the user is in none of the groups of."""
-    restricted = Exists(_FolderGroups.objects.filter(folder_id=OuterRef("pk")))
-    allowed = Exists(_FolderGroups.objects.filter(folder_id=OuterRef("pk"), group__user=user))
-    return list(Folder.objects.filter(restricted).exclude(allowed).values_list("id", "path"))
-
-
-def hidden_folder_ids(*, user) -> set[int] | None:
-    """ids of folders hidden from ``user`` (a restricted folder and all below it);
-    None means "everything is hidden" (inactive or anonymous users)."""
-    if not _is_active(user):
-        return None
-    if user.is_staff:
-        return set()
-    forbidden = _forbidden_folders(user)
-    if not forbidden:
-        return set()
-    below = Q()
-    for _, path in forbidden:
-        below |= Q(path__startswith=path + "/")
-    hidden = {pk for pk, _ in forbidden}
-    prefixes = tuple(path + "/" for _, path in forbidden)
-    # startswith may be case-insensitive (SQLite LIKE): check again exactly in Python.
-    for pk, path in Folder.objects.filter(below).values_list("id", "path"):
-        if path.startswith(prefixes):
-            hidden.add(pk)
-    return hidden
-
-
-def folders_visible_to(*, user) -> QuerySet[Folder]:
-    """Folders ``user`` may see."""
-    hidden = hidden_folder_ids(user=user)
-    if hidden is None:
-        return Folder.objects.none()
-    return Folder.objects.exclude(pk__in=hidden) if hidden else Folder.objects.all()
-
-
-def scripts_visible_to(*, user) -> QuerySet[Script]:
-    """Scripts ``user`` may see and run (the folders' allowed_groups rule; staff see
-    all; inactive users nothing). Disabled scripts are included (they are visible)."""
-    hidden = hidden_folder_ids(user=user)
-    if hidden is None:
-        return Script.objects.none()
-    return Script.objects.exclude(folder_id__in=hidden) if hidden else Script.objects.all()
-
-
-def user_can_edit_script(*, user, script: Script) -> bool:
-    """Staff and the script's owner (active users only) may change or delete it."""
-    if not _is_active(user):
-        return False
-    return bool(user.is_staff or (script.owner_id is not None and script.owner_id == user.pk))
-
-
-def user_can_edit_folder(*, user, folder: Folder) -> bool:
-    """Staff and the folder's owner (active users only) may rename, move or delete it."""
-    if not _is_active(user):
-        return False
-    return bool(user.is_staff or (folder.owner_id is not None and folder.owner_id == user.pk))
+from scripts.models import Script, ScriptParameter, ScriptVersion
 
 
 def script_get(*, user, ref: int | str) -> Script:
     """The script with id or logical path ``ref`` if ``user`` may see it; else
     NotFoundError (404)."""
-    queryset = scripts_visible_to(user=user).select_related("folder", "current_version", "owner")
+    queryset = permissions.scripts_runnable_by(user=user).select_related(
+        "folder", "current_version", "owner"
+    )
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         lookup = Q(pk=int(ref))
         if isinstance(ref, str):
@@ -180,41 +117,32 @@ def script_version_get(*, script: Script, number: int | None = None) -> ScriptVe
 
 
 def script_run_count(*, script) -> int:
-    """How many runs a script (or a queryset of scripts) has on record."""
-    from executions.models import Execution
-
-    if isinstance(script, Script):
-        return Execution.objects.filter(script=script).count()
-    return Execution.objects.filter(script__in=script).count()
+    """How many runs a script (or a queryset of scripts) has on record (counted by the
+    app that keeps runs, through scripts.hooks; 0 when none is installed)."""
+    return run_count(script)
 
 
 def library_tree(*, user) -> dict:
     """The visible hierarchy: ``{"folders": [folder...], "scripts": [script...]}`` where
-    each folder is ``{id, name, path, children, scripts}`` and each script
-    ``{id, name, display_name, logical_path, enabled, kind, version}`` (root-level
-    scripts at the top). Three queries whatever the size; assembled in Python."""
-    if not _is_active(user):
+        each folder is ``{id, name, path, children, scripts}`` and each script
+        ``{id, name, display_name, logical_path, enabled, kind, version}`` (root-level
+        scripts at the top). Two queries whatever the size (folders with the user's access,
+    scripts); assembled in Python."""
+    if not user_is_active(user):
         return {"folders": [], "scripts": []}
-    forbidden = [] if user.is_staff else _forbidden_folders(user)
-    rows = list(Folder.objects.order_by("path").values("id", "name", "path", "parent_id"))
-    prefixes = tuple(path + "/" for _, path in forbidden)
-    hidden = {pk for pk, _ in forbidden}
-    if prefixes:
-        hidden |= {r["id"] for r in rows if r["path"].startswith(prefixes)}
     nodes = {
-        r["id"]: {
-            "id": r["id"],
-            "name": r["name"],
-            "path": r["path"],
-            "parent": r["parent_id"],
+        row["id"]: {
+            "id": row["id"],
+            "name": row["name"],
+            "path": row["path"],
+            "parent": row["parent_id"],
             "children": [],
             "scripts": [],
         }
-        for r in rows
-        if r["id"] not in hidden
+        for row, _ in permissions.folders_with_access(user=user)
     }
     top: dict = {"folders": [], "scripts": []}
-    for node in nodes.values():  # ordered by path: parents come before children
+    for node in nodes.values():  # by depth, then path: parents come before children
         parent = nodes.get(node["parent"])
         (parent["children"] if parent else top["folders"]).append(node)
     scripts = Script.objects.order_by("logical_path").values(

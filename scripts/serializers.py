@@ -2,14 +2,25 @@
 
 from rest_framework import serializers
 
-from scripts import selectors
+from scripts import permissions
 from scripts.models import Folder, Script, ScriptVersion
 
 
 class FolderSerializer(serializers.ModelSerializer):
+    """A folder with its own sharing settings and what the caller may do with it. Pass
+    ``access`` (scripts.permissions.folder_access_map) in the context when listing."""
+
     owner = serializers.CharField(source="owner.username", read_only=True, default=None)
-    allowed_groups = serializers.SerializerMethodField()
-    can_edit = serializers.SerializerMethodField()
+    read_groups = serializers.SerializerMethodField(
+        help_text="Groups that may see it and run its scripts (its own setting)"
+    )
+    write_groups = serializers.SerializerMethodField(
+        help_text="Groups that may also write into it (its own setting)"
+    )
+    can_read = serializers.SerializerMethodField()
+    can_write = serializers.SerializerMethodField()
+    can_share = serializers.SerializerMethodField()
+    can_edit = serializers.SerializerMethodField(help_text="Same as can_write")
 
     class Meta:
         model = Folder
@@ -19,23 +30,70 @@ class FolderSerializer(serializers.ModelSerializer):
             "parent",
             "path",
             "owner",
-            "allowed_groups",
+            "inherit_permissions",
+            "public",
+            "read_groups",
+            "write_groups",
+            "can_read",
+            "can_write",
+            "can_share",
             "can_edit",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "path", "owner", "created_at", "updated_at"]
+        read_only_fields = fields
 
-    def get_allowed_groups(self, folder) -> list[str]:
-        return sorted(g.name for g in folder.allowed_groups.all())
+    def get_read_groups(self, folder) -> list[str]:
+        return sorted(g.name for g in folder.read_groups.all())
+
+    def get_write_groups(self, folder) -> list[str]:
+        return sorted(g.name for g in folder.write_groups.all())
+
+    def _access(self, folder) -> permissions.FolderAccess:
+        access = self.context.get("access", False)
+        if access is None:  # staff
+            return permissions.FULL_ACCESS
+        if access is not False and folder.pk in access:
+            return access[folder.pk]
+        return permissions.folder_access(user=self.context["request"].user, folder=folder)
+
+    def get_can_read(self, folder) -> bool:
+        return self._access(folder).read
+
+    def get_can_write(self, folder) -> bool:
+        return self._access(folder).write
+
+    def get_can_share(self, folder) -> bool:
+        return self._access(folder).share
 
     def get_can_edit(self, folder) -> bool:
-        return selectors.user_can_edit_folder(user=self.context["request"].user, folder=folder)
+        return self._access(folder).write
 
 
 class FolderWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False)
     parent = serializers.IntegerField(allow_null=True, required=False)
+    read_groups = serializers.ListField(
+        child=serializers.CharField(max_length=150),
+        required=False,
+        max_length=1000,
+        help_text="Group names that may see it and run its scripts (owner or staff)",
+    )
+    write_groups = serializers.ListField(
+        child=serializers.CharField(max_length=150),
+        required=False,
+        max_length=1000,
+        help_text="Group names that may also write into it (owner or staff)",
+    )
+    public = serializers.BooleanField(
+        required=False, help_text="Every active user may see it (owner or staff)"
+    )
+    inherit_permissions = serializers.BooleanField(
+        required=False,
+        help_text="Take the parent's groups and 'public' (default for a new subfolder)",
+    )
+
+    SHARING = ("read_groups", "write_groups", "public", "inherit_permissions")
 
 
 class VersionSerializer(serializers.ModelSerializer):
@@ -83,7 +141,11 @@ class ScriptSerializer(serializers.ModelSerializer):
         ]
 
     def get_can_edit(self, script) -> bool:
-        return selectors.user_can_edit_script(user=self.context["request"].user, script=script)
+        return permissions.script_can_edit(
+            user=self.context["request"].user,
+            script=script,
+            access_map=self.context.get("access", False),
+        )
 
 
 class ScriptUpdateSerializer(serializers.Serializer):

@@ -7,11 +7,13 @@ recomputed whenever a folder is renamed or moved, or a script renamed or moved.
 import hashlib
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 
+from accounts.permissions import user_is_active, user_is_staff
 from config.errors import ApplicationError, ConflictError, NotFoundError, PermissionDeniedError
-from scripts import selectors
+from scripts import permissions, selectors
 from scripts.hooks import version_guards_run
 from scripts.inspection import inspect_source
 from scripts.inspection.requirements import requirement_name
@@ -37,16 +39,29 @@ def _invalid(field: str, message: str, code: str = "VALIDATION_ERROR", status: i
 
 
 def _require_active(user) -> None:
-    if not selectors._is_active(user):
+    if not user_is_active(user):
         raise PermissionDeniedError("Only active users may change the script library.")
 
 
-def _require_visible_folder(user, folder: Folder | None) -> None:
-    if (
-        folder is not None
-        and not selectors.folders_visible_to(user=user).filter(pk=folder.pk).exists()
-    ):
-        raise NotFoundError(f"No folder {folder.pk}.", {"folder": folder.pk})
+def _folder_access(user, folder: Folder | None, field: str = "folder"):
+    """``user``'s access to ``folder`` (None: the top level); NotFoundError (404) when
+    they may not even see it."""
+    access = permissions.folder_access(user=user, folder=folder)
+    if not access.read:
+        raise NotFoundError(f"No folder {folder.pk}.", {field: folder.pk})
+    return access
+
+
+def _no_write(folder: Folder, field: str = "folder") -> PermissionDeniedError:
+    message = f"You may not write into {folder.path}."
+    return PermissionDeniedError(message, {field: [message]})
+
+
+def _require_writable_folder(user, folder: Folder | None, field: str = "folder") -> None:
+    """``folder`` (None: the top level) must be one ``user`` may write into: a folder
+    they cannot see is 404, one they may only read is 403."""
+    if not _folder_access(user, folder, field).write:
+        raise _no_write(folder, field)
 
 
 def _logical_path(folder: Folder | None, name: str) -> str:
@@ -116,11 +131,12 @@ def script_upload(
     replace: bool = False,
     force: bool = False,
 ) -> ScriptVersion:
-    """Upload a script's source. Checks, in order: an active user, a visible folder
-    (404), a ``.py`` name (SCRIPT_NOT_PYTHON), the size limit (SCRIPT_TOO_LARGE, 413),
+    """Upload a script's source. Checks, in order: an active user, a folder they may
+    see (404), a ``.py`` name (SCRIPT_NOT_PYTHON), the size limit (SCRIPT_TOO_LARGE, 413),
     UTF-8 (SCRIPT_NOT_UTF8), that it parses (SCRIPT_SYNTAX_ERROR with line and column).
-    A new name creates the Script (owner = user) and version 1. An existing name needs
-    ``replace=True`` (else 409 SCRIPT_EXISTS_REPLACE_REQUIRED) and edit rights (403);
+    A new name needs write permission on the folder (403) and creates the Script
+    (owner = user) and version 1. An existing name needs ``replace=True`` (else 409
+    SCRIPT_EXISTS_REPLACE_REQUIRED) and edit rights (scripts.permissions; 403);
     it adds version N+1 and makes it current, unless the bytes equal the current
     version's: then nothing is added and the current version is returned. Nothing is
     written when any check fails. The returned version's ``is_new`` says whether it was
@@ -131,7 +147,7 @@ def script_upload(
     EXAMPLE_FAILED naming it, unless ``force``; either way the outcomes are kept with
     the version (``example_results``)."""
     _require_active(user)
-    _require_visible_folder(user, folder)
+    access = _folder_access(user, folder)
     name = validate_file_name(file_name)
     source = _decode(content, name)
     inspection = inspect_source(source, filename=name)
@@ -154,6 +170,8 @@ def script_upload(
                 .first()
             )
             if script is None:
+                if not access.write:
+                    raise _no_write(folder)
                 script = Script.objects.create(
                     folder=folder,
                     name=name,
@@ -165,8 +183,8 @@ def script_upload(
             else:
                 if not replace:
                     raise exists
-                if not selectors.user_can_edit_script(user=user, script=script):
-                    raise PermissionDeniedError("Only the owner or staff may replace this script.")
+                if not permissions.script_can_edit(user=user, script=script):
+                    raise PermissionDeniedError("You may not change this script.")
                 changed = {"display_name": display_name, "description": description}
                 changed = {k: v for k, v in changed.items() if v}
                 if changed:
@@ -204,7 +222,7 @@ def _examples_check(*, user, folder, name, source, sha256, inspection, replace, 
     if script.current_version is not None and script.current_version.sha256 == sha256:
         return []
     examples = list(script.examples.all())
-    if not examples or not selectors.user_can_edit_script(user=user, script=script):
+    if not examples or not permissions.script_can_edit(user=user, script=script):
         return []  # (no rights: the upload itself answers 403)
     outcomes = version_guards_run(
         script=script, source=source, filename=name, inspection=inspection, examples=examples
@@ -244,10 +262,10 @@ def example_create(
     *, user, script: Script, name: str, inputs=None, args=None, expected_result=None,
     expected_exit_code=None,
 ) -> ScriptExample:  # fmt: skip
-    """Add an example to ``script`` (owner or staff). It must expect a result (function
+    """Add an example to ``script`` (those who may edit it). It must expect a result (function
     scripts) or an exit code; names are unique per script (409 EXAMPLE_EXISTS)."""
-    if not selectors.user_can_edit_script(user=user, script=script):
-        raise PermissionDeniedError("Only the owner or staff may change this script.")
+    if not permissions.script_can_edit(user=user, script=script):
+        raise PermissionDeniedError("You may not change this script.")
     if not isinstance(name, str) or not name.strip() or len(name) > 100:
         raise _invalid("name", "A name of 1 to 100 characters.")
     if inputs is not None and not isinstance(inputs, dict):
@@ -277,9 +295,9 @@ def example_create(
 
 
 def example_delete(*, user, example: ScriptExample) -> None:
-    """Remove an example (owner or staff of its script)."""
-    if not selectors.user_can_edit_script(user=user, script=example.script):
-        raise PermissionDeniedError("Only the owner or staff may change this script.")
+    """Remove an example (those who may edit its script)."""
+    if not permissions.script_can_edit(user=user, script=example.script):
+        raise PermissionDeniedError("You may not change this script.")
     example.delete()
 
 
@@ -291,18 +309,20 @@ def _check_script_name_free(folder: Folder | None, name: str, exclude_pk: int) -
 
 
 def script_update(*, user, script: Script, **fields) -> Script:
-    """Change a script's metadata (owner or staff, else 403). Accepts the fields in
+    """Change a script's metadata (scripts.permissions.script_can_edit, else 403); a
+    move needs write permission on the target folder (403; 404 when hidden). Accepts the fields in
     EDITABLE_SCRIPT_FIELDS; a new ``name`` or ``folder`` recomputes the logical path
     (409 SCRIPT_EXISTS when taken); extra_requirements must be requirement strings."""
-    if not selectors.user_can_edit_script(user=user, script=script):
-        raise PermissionDeniedError("Only the owner or staff may change this script.")
+    if not permissions.script_can_edit(user=user, script=script):
+        raise PermissionDeniedError("You may not change this script.")
     unknown = set(fields) - set(EDITABLE_SCRIPT_FIELDS)
     if unknown:
         raise _invalid(sorted(unknown)[0], f"Cannot change {', '.join(sorted(unknown))}.")
     if "name" in fields:
         fields["name"] = validate_file_name(fields["name"])
     if "folder" in fields:
-        _require_visible_folder(user, fields["folder"])
+        if fields["folder"] != script.folder:  # moving a script into a folder writes it
+            _require_writable_folder(user, fields["folder"])
     if "extra_requirements" in fields:
         extra = fields["extra_requirements"] or []
         if not isinstance(extra, list) or not all(
@@ -330,13 +350,29 @@ def script_update(*, user, script: Script, **fields) -> Script:
 
 
 def script_delete(*, user, script: Script) -> int:
-    """Delete a script and its versions (owner or staff, else 403). Its runs are kept
-    (they lose the link); returns how many runs were kept."""
-    if not selectors.user_can_edit_script(user=user, script=script):
-        raise PermissionDeniedError("Only the owner or staff may delete this script.")
+    """Delete a script and its versions (scripts.permissions.script_can_edit, else
+    403). Its runs are kept (they lose the link); returns how many runs were kept."""
+    if not permissions.script_can_edit(user=user, script=script):
+        raise PermissionDeniedError("You may not delete this script.")
     runs = selectors.script_run_count(script=script)
     script.delete()
     return runs
+
+
+def script_owner_set(*, user, script: Script, owner) -> Script:
+    """Hand ``script`` to ``owner`` (an active user, or None: nobody). Staff, or the
+    current owner handing it on (403 otherwise); VALIDATION_ERROR for an inactive new
+    owner, or for None asked by a non-staff user."""
+    is_owner = script.owner_id is not None and script.owner_id == getattr(user, "pk", None)
+    if not (user_is_staff(user) or (is_owner and user_is_active(user))):
+        raise PermissionDeniedError("Only the script's owner or staff may hand it on.")
+    if owner is None and not user_is_staff(user):
+        raise _invalid("owner", "Only staff may leave a script without owner.")
+    if owner is not None and not owner.is_active:
+        raise _invalid("owner", f"{owner} is not an active user.")
+    Script.objects.filter(pk=script.pk).update(owner=owner)
+    script.owner = owner
+    return script
 
 
 # --- Folders --------------------------------------------------------------------------
@@ -356,10 +392,11 @@ def _check_folder_name_free(parent: Folder | None, name: str, exclude_pk=None) -
 
 
 def folder_create(*, user, name: str, parent: Folder | None = None) -> Folder:
-    """Create a folder (any active user, in a folder they can see). 409 FOLDER_EXISTS
-    when a sibling has the name."""
+    """Create a folder owned by ``user``: at the top level (any active user; private to
+    them until shared) or in a folder they may write into (403; 404 when hidden), where
+    it inherits the parent's permissions. 409 FOLDER_EXISTS when a sibling has the name."""
     _require_active(user)
-    _require_visible_folder(user, parent)
+    _require_writable_folder(user, parent, "parent")
     name = _clean_folder_name(name)
     _check_folder_name_free(parent, name)
     path = f"{parent.path}/{name}" if parent else name
@@ -389,15 +426,18 @@ def _recompute_paths(folder: Folder, old_path: str) -> None:
 
 
 def folder_update(*, user, folder: Folder, name: str | None = None, parent=_UNSET) -> Folder:
-    """Rename and/or move a folder (owner or staff, else 403). Moving into itself or
-    below itself is FOLDER_CYCLE (400); a taken name is 409 FOLDER_EXISTS. The paths of
-    everything below and the logical paths of its scripts are recomputed."""
-    if not selectors.user_can_edit_folder(user=user, folder=folder):
-        raise PermissionDeniedError("Only the owner or staff may change this folder.")
+    """Rename and/or move a folder: needs write permission on it (403) and, for a move,
+    on the folder it leaves and the one it goes into (403; 404 when hidden). Moving into
+    itself or below itself is FOLDER_CYCLE (400); a taken name is 409 FOLDER_EXISTS. The
+    paths of everything below and the logical paths of its scripts are recomputed."""
+    if not permissions.folder_can_write(user=user, folder=folder):
+        raise PermissionDeniedError(f"You may not change {folder.path}.")
     new_name = _clean_folder_name(name) if name is not None else folder.name
     new_parent = folder.parent if parent is _UNSET else parent
+    if getattr(new_parent, "pk", None) != folder.parent_id:
+        _require_writable_folder(user, folder.parent, "parent")
+        _require_writable_folder(user, new_parent, "parent")
     if new_parent is not None:
-        _require_visible_folder(user, new_parent)
         if new_parent.pk == folder.pk or new_parent.path.startswith(folder.path + "/"):
             raise _invalid("parent", "A folder cannot move into itself.", "FOLDER_CYCLE")
     if new_name == folder.name and getattr(new_parent, "pk", None) == folder.parent_id:
@@ -416,6 +456,57 @@ def folder_update(*, user, folder: Folder, name: str | None = None, parent=_UNSE
     return folder
 
 
+def _groups_named(names, field: str) -> list[Group]:
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise _invalid(field, "A list of group names.")
+    wanted = set(names)
+    groups = list(Group.objects.filter(name__in=wanted))
+    unknown = sorted(wanted - {g.name for g in groups})
+    if unknown:
+        message = f"No such group: {', '.join(unknown)}."
+        raise ApplicationError("VALIDATION_ERROR", message, {field: [message]})
+    return groups
+
+
+def folder_share(
+    *,
+    user,
+    folder: Folder,
+    read_groups: list[str] | None = None,
+    write_groups: list[str] | None = None,
+    public: bool | None = None,
+    inherit_permissions: bool | None = None,
+) -> Folder:
+    """Say who may use ``folder`` (the rules: scripts.permissions). Only its owner, the
+    owner of a folder above it, or staff (403 otherwise). ``read_groups`` and
+    ``write_groups`` are group names (400 VALIDATION_ERROR naming the unknown ones) and
+    replace the current ones; None leaves a setting as it is. Setting groups or
+    ``public`` on a subfolder stops it inheriting its parent's, unless
+    ``inherit_permissions`` is given."""
+    if not permissions.folder_can_share(user=user, folder=folder):
+        raise PermissionDeniedError(f"Only the owner of {folder.path} or staff may share it.")
+    readers = None if read_groups is None else _groups_named(read_groups, "read_groups")
+    writers = None if write_groups is None else _groups_named(write_groups, "write_groups")
+    if public is not None and not isinstance(public, bool):
+        raise _invalid("public", "true or false.")
+    if inherit_permissions is not None and not isinstance(inherit_permissions, bool):
+        raise _invalid("inherit_permissions", "true or false.")
+    if inherit_permissions is None and (readers, writers, public) != (None, None, None):
+        inherit_permissions = False if folder.parent_id is not None else None
+    with transaction.atomic():
+        fields = {"public": public, "inherit_permissions": inherit_permissions}
+        fields = {key: value for key, value in fields.items() if value is not None}
+        for key, value in fields.items():
+            setattr(folder, key, value)
+        if fields:
+            folder.save(update_fields=[*fields, "updated_at"])
+        if readers is not None:
+            folder.read_groups.set(readers)
+        if writers is not None:
+            folder.write_groups.set(writers)
+    return folder
+
+
 def folder_contents(*, folder: Folder) -> dict[str, int]:
     """How much a folder holds: {"folders", "scripts", "runs"} counted over its subtree."""
     ids = [folder.pk, *(f.pk for f in _subtree(folder))]
@@ -428,12 +519,12 @@ def folder_contents(*, folder: Folder) -> dict[str, int]:
 
 
 def folder_delete(*, user, folder: Folder, recursive: bool = False) -> dict[str, int]:
-    """Delete a folder (owner or staff, else 403). A non-empty folder needs
-    ``recursive=True`` (else 409 FOLDER_NOT_EMPTY with the counts); then every script
-    inside must be editable by the user (else 403) and everything inside goes. Runs
-    are kept. Returns the counts of what was inside."""
-    if not selectors.user_can_edit_folder(user=user, folder=folder):
-        raise PermissionDeniedError("Only the owner or staff may delete this folder.")
+    """Delete a folder: needs write permission on it (403). A non-empty folder needs
+    ``recursive=True`` (else 409 FOLDER_NOT_EMPTY with the counts); then the user must
+    be able to write into every folder inside too (else 403) and everything inside goes.
+    Runs are kept. Returns the counts of what was inside."""
+    if not permissions.folder_can_write(user=user, folder=folder):
+        raise PermissionDeniedError(f"You may not delete {folder.path}.")
     contents = folder_contents(folder=folder)
     if (contents["folders"] or contents["scripts"]) and not recursive:
         raise ConflictError(
@@ -442,13 +533,13 @@ def folder_delete(*, user, folder: Folder, recursive: bool = False) -> dict[str,
             "script(s); send recursive=true to delete everything inside.",
             contents,
         )
-    if not user.is_staff:
-        ids = [folder.pk, *(f.pk for f in _subtree(folder))]
-        foreign = Script.objects.filter(folder_id__in=ids).exclude(owner=user)
-        foreign_folders = Folder.objects.filter(pk__in=ids).exclude(Q(owner=user))
-        if foreign.exists() or foreign_folders.exists():
+    if not user_is_staff(user) and contents["folders"]:
+        writable = permissions.folders_writable_by(user=user)
+        inside = [f.pk for f in _subtree(folder)]
+        if writable.filter(pk__in=inside).count() != len(inside):
             raise PermissionDeniedError(
-                "The folder holds scripts or folders of other users; only staff may delete it."
+                f"{folder.path} holds folders you may not write into; only their owners "
+                "or staff may delete it."
             )
     with transaction.atomic():
         folder.delete()

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import JsonErrorsMixin, PassthroughRenderer, error_body
-from config.errors import ApplicationError, PermissionDeniedError
+from config.errors import ApplicationError
 from config.schema import ErrorSerializer
 from storage import selectors, services
 from storage.keys import prefix_validate, upload_prefix_validate
@@ -177,7 +177,5 @@ class FileView(JsonErrorsMixin, APIView):
     def delete(self, request, key):
         """Delete the file (its owner or staff); the object goes with the row."""
         stored = selectors.file_get_for_user(user=request.user, key=key)
-        if not (request.user.is_staff or stored.owner_id == request.user.pk):
-            raise PermissionDeniedError("Only the file's owner or staff may delete it.")
-        services.file_delete(stored_file=stored)
+        services.file_delete_for_user(user=request.user, stored_file=stored)
         return Response(status=status.HTTP_204_NO_CONTENT)

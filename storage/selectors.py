@@ -3,6 +3,7 @@
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
+from accounts.permissions import user_is_active, user_is_staff
 from config.errors import NotFoundError
 from storage.keys import key_validate
 from storage.models import StoredFile
@@ -10,11 +11,11 @@ from storage.models import StoredFile
 
 def files_visible_to(*, user) -> QuerySet[StoredFile]:
     """The files ``user`` may reach: their own, those of runs they requested; staff: all.
-    Anonymous users see none."""
+    Inactive and anonymous users see none."""
     qs = StoredFile.objects.all()
-    if not getattr(user, "is_authenticated", False):
+    if not user_is_active(user):
         return qs.none()
-    if user.is_staff:
+    if user_is_staff(user):
         return qs
     return qs.filter(Q(owner=user) | Q(execution__requested_by=user))
 

@@ -15,7 +15,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 
-from config.errors import ApplicationError, NotFoundError
+from accounts.permissions import user_owns_or_is_staff
+from config.errors import ApplicationError, NotFoundError, PermissionDeniedError
 from storage import backend
 from storage.keys import clean_original_name, key_generate
 from storage.models import PendingDeletion, StoredFile
@@ -136,6 +137,13 @@ def file_delete(*, stored_file: StoredFile) -> None:
     storage_cleanup to retry; the row is gone either way (never a row without object)."""
     with transaction.atomic():
         stored_file.delete()  # storage.signals records the PendingDeletion
+
+
+def file_delete_for_user(*, user, stored_file: StoredFile) -> None:
+    """Delete a file on behalf of ``user``: its owner or staff (403 otherwise)."""
+    if not user_owns_or_is_staff(user, stored_file.owner_id):
+        raise PermissionDeniedError("Only the file's owner or staff may delete it.")
+    file_delete(stored_file=stored_file)
 
 
 def files_delete_for_execution(*, execution_id: int) -> int:

@@ -29,8 +29,9 @@ WORD_COUNT_PARAMETERS = [
 
 
 def load_samples(*, owner_username: str | None = None) -> list[tuple[str, str]]:
-    """Create the "samples" folder and upload each sample (a new version only when its
-    bytes changed). Returns [(logical_path, "created" | "updated" | "unchanged")]."""
+    """Create the "samples" folder (public: every active user may see and run the
+    samples) and upload each sample (a new version only when its bytes changed).
+    Returns [(logical_path, "created" | "updated" | "unchanged")]."""
     User = get_user_model()
     users = User.objects.filter(is_active=True)
     owner = (
@@ -48,6 +49,7 @@ def load_samples(*, owner_username: str | None = None) -> list[tuple[str, str]]:
         folder = Folder.objects.filter(parent=None, name=FOLDER).first()
         if folder is None:
             folder = services.folder_create(user=owner, name=FOLDER)
+            services.folder_share(user=owner, folder=folder, public=True)  # for everyone
         for name, (title, output_kind) in SAMPLES.items():
             existed = Script.objects.filter(folder=folder, name=name).exists()
             version = services.script_upload(

@@ -196,11 +196,11 @@ def test_folder_permission_changes(staff_api, staff_user):
     folder = script_services.folder_create(user=staff_user, name="reports", parent=None)
     assert last("folder.created").actor == staff_user
     group = Group.objects.create(name="finance")
-    folder.allowed_groups.add(group)
+    folder.read_groups.add(group)
     event = last("folder.permissions_changed")
     assert event.target_repr == "reports"
-    assert event.details == {"field": "allowed_groups", "op": "add", "groups": [group.pk]}
-    folder.allowed_groups.clear()
+    assert event.details == {"field": "read_groups", "op": "add", "groups": [group.pk]}
+    folder.read_groups.clear()
     assert last("folder.permissions_changed").details["op"] == "clear"
 
 

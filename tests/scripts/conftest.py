@@ -33,5 +33,5 @@ def secret_group(db):
 def secret_folder(staff_user, secret_group):
     """A folder only the "finance" group (and staff) may see, with a subfolder."""
     folder = services.folder_create(user=staff_user, name="secret")
-    folder.allowed_groups.add(secret_group)
+    services.folder_share(user=staff_user, folder=folder, read_groups=[secret_group.name])
     return folder

@@ -2,6 +2,7 @@
 folders (move, recursive delete) and the tree's constant query count."""
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from scripts import services
@@ -60,9 +61,11 @@ def script(user, upload, folder):
 
 @pytest.mark.django_db
 class TestPermissions:
-    def test_owner_other_staff(self, script, api, client_for, other_user, staff_api):
+    def test_owner_other_staff(self, script, api, client_for, other_user, staff_api, folder):
         url = f"/api/v1/scripts/{script.pk}/"
         other = client_for(other_user)
+        assert_error(other.get(url), 404, "NOT_FOUND")  # alice's folder is private
+        api.patch(f"/api/v1/folders/{folder.pk}/", {"public": True}, format="json")
         assert other.get(url).json()["can_edit"] is False
         assert_error(
             other.patch(url, {"description": "x"}, format="json"), 403, "PERMISSION_DENIED"
@@ -168,7 +171,7 @@ class TestFoldersApi:
         sub = services.folder_create(user=user, name="sub", parent=top)
         upload(user, "x.py", b"print(1)\n", folder=sub)
         url = f"/api/v1/folders/{top.pk}/"
-        assert_error(client_for(other_user).delete(url + "?recursive=true"), 403)
+        assert_error(client_for(other_user).delete(url + "?recursive=true"), 404)  # private
         error = assert_error(api.delete(url), 409, "FOLDER_NOT_EMPTY")
         assert error["details"] == {"folders": 1, "scripts": 1, "runs": 0}
         assert Folder.objects.count() == 2
@@ -177,16 +180,24 @@ class TestFoldersApi:
         empty = services.folder_create(user=user, name="empty")
         assert api.delete(f"/api/v1/folders/{empty.pk}/").status_code == 204
 
-    def test_recursive_delete_refused_over_others_scripts(self, api, user, other_user, upload):
+    def test_recursive_delete_refused_over_folders_not_writable(
+        self, user, other_user, upload, client_for
+    ):
+        writers = Group.objects.create(name="writers")
+        other_user.groups.add(writers)
         top = services.folder_create(user=user, name="top")
+        services.folder_share(user=user, folder=top, write_groups=["writers"])
         upload(other_user, "theirs.py", b"print(1)\n", folder=top)
-        assert_error(api.delete(f"/api/v1/folders/{top.pk}/?recursive=true"), 403)
-        assert Script.objects.count() == 1
+        mine = services.folder_create(user=user, name="mine", parent=top)
+        services.folder_share(user=user, folder=mine, inherit_permissions=False)
+        bob = client_for(other_user)
+        assert_error(bob.delete(f"/api/v1/folders/{top.pk}/?recursive=true"), 403)
+        assert Script.objects.count() == 1 and Folder.objects.count() == 2
 
 
 def _populate(staff_user, folders: int, scripts: int):
     made = Folder.objects.bulk_create(
-        Folder(name=f"f{i}", path=f"f{i}", owner=staff_user) for i in range(folders)
+        Folder(name=f"f{i}", path=f"f{i}", owner=staff_user, public=True) for i in range(folders)
     )
     Script.objects.bulk_create(
         Script(
@@ -206,12 +217,12 @@ def test_tree_query_count_is_constant(api, staff_user, secret_folder, django_ass
         for i in range(10)
     )
     _populate(staff_user, 5, 10)
-    # 4 = the JWT user + forbidden folders + folders + scripts
-    with django_assert_num_queries(4):
+    # 3 = the JWT user + folders with the user's access + scripts
+    with django_assert_num_queries(3):
         small = api.get("/api/v1/tree/").json()
     Folder.objects.filter(name__startswith="f").delete()
     _populate(staff_user, 50, 1000)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(3):
         big = api.get("/api/v1/tree/").json()
     assert sum(len(f["scripts"]) for f in small["folders"]) == 10
     assert sum(len(f["scripts"]) for f in big["folders"]) == 1000

@@ -7,7 +7,7 @@ import pytest
 from model_bakery import baker
 
 from config.errors import ApplicationError
-from scripts import selectors, services
+from scripts import permissions, selectors, services
 from scripts.models import Script, ScriptParameter, ScriptVersion
 
 HELLO = "def main(name: str = 'world'):\n    return {'greeting': f'hello {name}'}\n"
@@ -121,20 +121,21 @@ class TestVisibility:
         public = upload(staff_user, "p.py", "print(1)\n").script
         # a folder whose name merely starts like the secret one is not hidden
         lookalike = services.folder_create(user=staff_user, name="secretive")
+        services.folder_share(user=staff_user, folder=lookalike, public=True)
         near = upload(staff_user, "n.py", "print(1)\n", folder=lookalike).script
         user.groups.add(secret_group)
-        assert set(selectors.scripts_visible_to(user=user)) == {inside, public, near}
-        assert set(selectors.scripts_visible_to(user=other_user)) == {public, near}
-        assert set(selectors.scripts_visible_to(user=staff_user)) == {inside, public, near}
-        assert set(selectors.folders_visible_to(user=other_user)) == {lookalike}
+        assert set(permissions.scripts_runnable_by(user=user)) == {inside, public, near}
+        assert set(permissions.scripts_runnable_by(user=other_user)) == {public, near}
+        assert set(permissions.scripts_runnable_by(user=staff_user)) == {inside, public, near}
+        assert set(permissions.folders_readable_by(user=other_user)) == {lookalike}
 
     def test_inactive_and_anonymous_see_nothing(self, make_user, user, upload):
         from django.contrib.auth.models import AnonymousUser
 
         upload(user, "p.py", "print(1)\n")
         ghost = make_user(username="ghost", is_active=False)
-        assert not selectors.scripts_visible_to(user=ghost).exists()
-        assert not selectors.scripts_visible_to(user=AnonymousUser()).exists()
+        assert not permissions.scripts_runnable_by(user=ghost).exists()
+        assert not permissions.scripts_runnable_by(user=AnonymousUser()).exists()
 
 
 @pytest.mark.django_db
@@ -277,10 +278,10 @@ def test_version_requirements_merge_extras(user, upload):
 
 
 @pytest.mark.django_db
-def test_user_can_edit_script(user, other_user, staff_user, make_user):
+def test_script_can_edit(user, other_user, staff_user, make_user):
     script = baker.make(Script, owner=user, name="x.py", logical_path="x.py")
-    assert selectors.user_can_edit_script(user=user, script=script)
-    assert selectors.user_can_edit_script(user=staff_user, script=script)
-    assert not selectors.user_can_edit_script(user=other_user, script=script)
+    assert permissions.script_can_edit(user=user, script=script)
+    assert permissions.script_can_edit(user=staff_user, script=script)
+    assert not permissions.script_can_edit(user=other_user, script=script)
     user.is_active = False
-    assert not selectors.user_can_edit_script(user=user, script=script)
+    assert not permissions.script_can_edit(user=user, script=script)
