@@ -20,6 +20,21 @@ class UserAdmin(DjangoUserAdmin):
         (None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2")}),
     )
 
+    def save_model(self, request, obj, form, change):
+        """A change of "active" goes through user_set_active (nobody deactivates
+        themself); the other fields are saved as the form says."""
+        if not (change and "is_active" in form.changed_data):
+            return super().save_model(request, obj, form, change)
+        active = obj.is_active
+        obj.is_active = not active  # left as it was: the service decides
+        super().save_model(request, obj, form, change)
+        services.user_set_active(
+            users=User.objects.filter(pk=obj.pk), active=active, acting_user=request.user
+        )
+        obj.refresh_from_db(fields=["is_active"])
+        if obj.is_active != active:
+            self.message_user(request, "You cannot deactivate yourself.", messages.ERROR)
+
     @admin.action(description="Activate selected users")
     def activate(self, request, queryset):
         count = services.user_set_active(users=queryset, active=True)
@@ -81,6 +96,22 @@ class InvitationAdmin(admin.ModelAdmin):
 
             return HttpResponseRedirect(request.path)
 
+    def delete_model(self, request, obj):
+        """Deleting revokes, as the API does (the record stays)."""
+        self._revoke(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for invitation in queryset:
+            self._revoke(request, invitation)
+
+    def _revoke(self, request, invitation) -> None:
+        try:
+            services.invitation_revoke(invitation=invitation)
+        except ApplicationError as exc:
+            self.message_user(request, f"{invitation.email}: {exc.message}", messages.WARNING)
+        else:
+            self.message_user(request, f"The invitation of {invitation.email} is revoked.")
+
     @admin.action(description="Resend invitation (new link, new expiry)")
     def resend(self, request, queryset):
         for invitation in queryset:
@@ -94,10 +125,7 @@ class InvitationAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke invitation")
     def revoke(self, request, queryset):
         for invitation in queryset:
-            try:
-                services.invitation_revoke(invitation=invitation)
-            except ApplicationError as exc:
-                self.message_user(request, f"{invitation.email}: {exc.message}", messages.WARNING)
+            self._revoke(request, invitation)
 
 
 @admin.register(UserAPIKey)

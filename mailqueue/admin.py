@@ -192,6 +192,15 @@ class EmailParameterAdmin(admin.ModelAdmin):
         except ApplicationError as exc:
             self.message_user(request, exc.message, messages.ERROR)
 
+    def delete_queryset(self, request, queryset):
+        """The "Delete selected" action: each set through smtp_param_delete (the in-use rule); a
+        set that waiting mail still uses stays, with a message."""
+        for param in queryset:
+            try:
+                services.smtp_param_delete(param=param)
+            except ApplicationError as exc:
+                self.message_user(request, f"{param.param_code}: {exc.message}", messages.ERROR)
+
     @admin.action(description="Send a test e-mail to me")
     def send_test(self, request, queryset):
         if not request.user.email:

@@ -96,3 +96,50 @@ def test_set_active_service_never_deactivates_the_acting_user(superuser, user):
     superuser.refresh_from_db()
     user.refresh_from_db()
     assert changed == 1 and superuser.is_active and not user.is_active
+
+
+def _user_form(user, **changes) -> dict:
+    data = {
+        "username": user.username,
+        "email": user.email,
+        "is_active": "on" if user.is_active else "",
+        "is_staff": "on" if user.is_staff else "",
+        "is_superuser": "on" if user.is_superuser else "",
+        "date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
+        "date_joined_1": user.date_joined.strftime("%H:%M:%S"),
+        "initial-date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
+        "initial-date_joined_1": user.date_joined.strftime("%H:%M:%S"),
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v != ""}
+
+
+@pytest.mark.django_db
+def test_change_form_cannot_deactivate_oneself(admin_client_, superuser, user):
+    """The change form goes through user_set_active: the self rule holds there too."""
+    url = reverse("admin:accounts_user_change", args=[superuser.pk])
+    page = admin_client_.post(url, _user_form(superuser, is_active="", email="r@example.com"))
+    assert page.status_code == 302, page.content[:3000]
+    superuser.refresh_from_db()
+    assert superuser.is_active and superuser.email == "r@example.com"
+    other = reverse("admin:accounts_user_change", args=[user.pk])
+    assert admin_client_.post(other, _user_form(user, is_active="")).status_code == 302
+    user.refresh_from_db()
+    assert not user.is_active
+
+
+@pytest.mark.django_db
+def test_deleting_an_invitation_in_the_admin_revokes_it(admin_client_, superuser):
+    from accounts import services
+
+    invitation = services.invitation_create(email="new@example.com", invited_by=superuser)
+    url = reverse("admin:accounts_invitation_delete", args=[invitation.pk])
+    assert admin_client_.post(url, {"post": "yes"}).status_code == 302
+    invitation.refresh_from_db()  # still there: revoked like DELETE /api/v1/invitations/{id}/
+    assert invitation.status == "revoked"
+    second = services.invitation_create(email="two@example.com", invited_by=superuser)
+    admin_client_.post(
+        reverse("admin:accounts_invitation_changelist"),
+        {"action": "delete_selected", "_selected_action": [second.pk], "post": "yes"},
+    )
+    assert Invitation.objects.get(pk=second.pk).status == "revoked"

@@ -128,3 +128,18 @@ def test_config_admin_and_api_share_one_definition_of_the_ranges(
     assert service.batch_size != 60 and service.interval != 600
     response = staff_api.patch("/api/v1/mail/config/", {"batch_size": 60}, format="json")
     assert response.status_code == 400 and "batch_size" in response.json()["error"]["details"]
+
+
+def test_delete_selected_keeps_parameter_sets_waiting_mail_uses(admin_client_, make_param):
+    """The "Delete selected" action goes through smtp_param_delete (the in-use rule)."""
+    make_param(2525, code="BUSY")
+    make_param(2525, code="IDLE")
+    EmailDetail.objects.create(to_emails="a@example.com", param_code="BUSY", send_flag="N")
+    page = admin_client_.post(
+        "/admin/mailqueue/emailparameter/",
+        {"action": "delete_selected", "_selected_action": ["BUSY", "IDLE"], "post": "yes"},
+        follow=True,
+    )
+    assert page.status_code == 200
+    assert list(EmailParameter.objects.values_list("pk", flat=True)) == ["BUSY"]
+    assert b"waiting e-mail" in page.content

@@ -106,7 +106,7 @@ def test_folder_rename_in_admin_recomputes_paths(admin_client_, version):
     folder = Folder.objects.get(name="tools")
     response = admin_client_.post(
         reverse("admin:scripts_folder_change", args=[folder.pk]),
-        {"name": "kit", "parent": "", "allowed_groups": []},
+        {"name": "kit", "parent": "", "inherit_permissions": "on", "read_groups": []},
     )
     assert response.status_code == 302
     assert Script.objects.get().logical_path == "kit/inner/tool.py"
@@ -128,3 +128,96 @@ def test_delete_pages_say_what_goes_and_runs_are_kept(admin_client_, version):
     admin_client_.post(reverse("admin:scripts_folder_delete", args=[top.pk]), {"post": "yes"})
     assert not Folder.objects.exists() and not Script.objects.exists()
     assert Execution.objects.filter(script__isnull=True).count() == 3
+
+
+def _change_form(script, **changes) -> dict:
+    form = {
+        "name": script.name,
+        "folder": script.folder_id or "",
+        "display_name": script.display_name,
+        "description": script.description,
+        "enabled": "on",
+        "output_kind": script.output_kind,
+        "timeout_seconds": "",
+        "memory_mb": "",
+        "network_allowed": "unknown",
+        "extra_requirements": "[]",
+        "owner": script.owner_id or "",
+        "parameters-TOTAL_FORMS": "0",
+        "parameters-INITIAL_FORMS": "0",
+        "examples-TOTAL_FORMS": "0",
+        "examples-INITIAL_FORMS": "0",
+        "versions-TOTAL_FORMS": "0",
+        "versions-INITIAL_FORMS": "0",
+    }
+    form.update(changes)
+    return form
+
+
+@pytest.mark.django_db
+def test_owner_change_in_the_admin_goes_through_the_service(
+    admin_client_, superuser, user, make_user, upload, monkeypatch
+):
+    script = upload(superuser, "own.py", b"print(1)\n").script
+    calls = []
+    real = services.script_owner_set
+    monkeypatch.setattr(services, "script_owner_set", lambda **kw: calls.append(kw) or real(**kw))
+    url = reverse("admin:scripts_script_change", args=[script.pk])
+    response = admin_client_.post(url, _change_form(script, owner=user.pk))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Script.objects.get(pk=script.pk).owner == user and len(calls) == 1
+    ghost = make_user(username="ghost", is_active=False)  # the service's rule: active owners
+    refused = admin_client_.post(url, _change_form(script, owner=ghost.pk))
+    assert refused.status_code == 200 and Script.objects.get(pk=script.pk).owner == user
+
+
+@pytest.mark.django_db
+def test_owner_set_service_rules(user, other_user, staff_user, upload):
+    from config.errors import ApplicationError
+
+    script = upload(user, "mine.py", b"print(1)\n").script
+    with pytest.raises(ApplicationError) as refused:
+        services.script_owner_set(user=other_user, script=script, owner=other_user)
+    assert refused.value.status == 403
+    services.script_owner_set(user=user, script=script, owner=other_user)  # handing it on
+    services.script_owner_set(user=staff_user, script=script, owner=user)
+    assert Script.objects.get(pk=script.pk).owner == user
+
+
+@pytest.mark.django_db
+def test_delete_selected_reports_a_refusal_instead_of_a_500(
+    admin_client_, superuser, upload, monkeypatch
+):
+    from config.errors import ApplicationError
+
+    kept = upload(superuser, "kept.py", b"print(1)\n").script
+    gone = upload(superuser, "gone.py", b"print(1)\n").script
+    real = services.script_delete
+
+    def refuse_kept(*, user, script):
+        if script.pk == kept.pk:
+            raise ApplicationError("SCRIPT_IN_USE", "kept.py is used by a schedule.", status=409)
+        return real(user=user, script=script)
+
+    monkeypatch.setattr(services, "script_delete", refuse_kept)
+    page = admin_client_.post(
+        reverse("admin:scripts_script_changelist"),
+        {"action": "delete_selected", "_selected_action": [kept.pk, gone.pk], "post": "yes"},
+        follow=True,
+    )
+    assert page.status_code == 200 and b"used by a schedule" in page.content
+    assert list(Script.objects.values_list("name", flat=True)) == ["kept.py"]
+
+
+@pytest.mark.django_db
+def test_folder_sharing_in_the_admin_goes_through_folder_share(admin_client_, superuser):
+    from django.contrib.auth.models import Group
+
+    readers = Group.objects.create(name="readers")
+    response = admin_client_.post(
+        reverse("admin:scripts_folder_add"),
+        {"name": "team", "parent": "", "public": "", "read_groups": [readers.pk]},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    folder = Folder.objects.get(name="team")
+    assert list(folder.read_groups.all()) == [readers] and folder.owner == superuser
