@@ -30,6 +30,8 @@ RUN_LOG_MAX_BYTES = env.int("RUN_LOG_MAX_BYTES", default=10 * 1024 * 1024)
 RUN_MAX_FILES = env.int("RUN_MAX_FILES", default=100)
 RUN_MAX_FILE_BYTES = env.int("RUN_MAX_FILE_BYTES", default=100 * 1024 * 1024)
 RUN_MAX_TOTAL_FILE_BYTES = env.int("RUN_MAX_TOTAL_FILE_BYTES", default=500 * 1024 * 1024)
+# Runs are stopped (DISK_LIMIT) before they take the workspaces' disk below this.
+RUN_DISK_RESERVE_MB = env.int("RUN_DISK_RESERVE_MB", default=1024)
 RUN_RESULT_MAX_BYTES = env.int("RUN_RESULT_MAX_BYTES", default=1024 * 1024)
 RUN_NETWORK_DEFAULT = env.bool("RUN_NETWORK_DEFAULT", default=False)
 # Destinations a run with network may reach although they are the host's own network

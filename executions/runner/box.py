@@ -53,6 +53,10 @@ _DENIED = {
                 "perf_event_open": 241, "userfaultfd": 282, "setns": 268},
 }  # fmt: skip
 _IO_URING = (425, 426, 427)  # the same number on both
+# fallocate reserves gigabytes in microseconds, faster than the disk guard looks: refused
+# with EOPNOTSUPP, so libc's posix_fallocate writes the blocks instead (at disk speed).
+_FALLOCATE = {"x86_64": 285, "aarch64": 47}
+EOPNOTSUPP = 95
 _NO_NEWUSER = {"x86_64": {"unshare": 272, "clone": 56}, "aarch64": {"unshare": 97, "clone": 220}}
 _CLONE3 = 435
 EPERM, ENOSYS = 1, 38
@@ -75,6 +79,7 @@ def seccomp_program(arch: str) -> bytes:
     for nr in [*_DENIED[arch].values(), *_IO_URING]:
         prog += [op(jeq, 0, 1, nr), op(ret, 0, 0, 0x50000 | EPERM)]
     prog += [op(jeq, 0, 1, _CLONE3), op(ret, 0, 0, 0x50000 | ENOSYS)]  # libc falls back
+    prog += [op(jeq, 0, 1, _FALLOCATE[arch]), op(ret, 0, 0, 0x50000 | EOPNOTSUPP)]
     for nr in _NO_NEWUSER[arch].values():  # allowed, unless args[0] has CLONE_NEWUSER
         prog += [
             op(jeq, 0, 4, nr),

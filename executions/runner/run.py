@@ -14,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 
 from . import cgroups, identity, sandbox
+from .diskguard import DiskGuard
 from .environments import EnvironmentBuildFailed, base_prefix, ensure_environment, site_packages
 from .execute import SIGNAL_NAMES, ProcessResult, watch
 from .files import collect_files
@@ -162,6 +163,16 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
         max_processes=limits.max_processes,
     )
     proxy = None
+    guard = DiskGuard(
+        workspace.work,
+        max_total_file_bytes=limits.max_total_file_bytes,
+        max_files=limits.max_files,
+        baseline_bytes=sum(size for size, _mtime in workspace.baseline.values()),
+    )
+
+    def should_stop() -> bool:
+        return guard.tripped() or bool(should_cancel and should_cancel())
+
     try:
         if limits.network and inside:
             proxy = _start_proxy(workspace)
@@ -178,7 +189,7 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
             proxy=proxy,
             on_log=on_log,
             on_progress=on_progress,
-            should_cancel=should_cancel,
+            should_cancel=should_stop,
         )
         oom_kills = group.oom_kills() if group is not None else 0
         network_line = f"[scriptorium] {proxy.stats().summary()}\n" if proxy else ""
@@ -188,6 +199,10 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
         if proxy is not None:
             proxy.close()
     outcome = _outcome(spec, result, backend, oom_kills=oom_kills)
+    if guard.reason:  # stopped by the disk guard, not by a person
+        outcome.status, outcome.error_code = "failed", "DISK_LIMIT"
+        outcome.error_message = guard.reason
+        on_log(f"[scriptorium] {guard.reason}\n")
     outcome.files, outcome.skipped_files = collect_files(
         workspace.work,
         workspace.baseline,

@@ -653,3 +653,31 @@ def test_the_kernel_surface_a_run_never_needs_is_closed(run, isolating_backend):
         "sub": "1\n",
         "fork": 7,
     }
+
+
+def test_a_run_cannot_fill_the_disk(run, isolating_backend):
+    """30 x 100 MB (fallocate, then plain writes) took 3 GB of the host's disk in 0.02 s:
+    the total-file limit was only applied at collection time."""
+    r = run(
+        """
+        import os
+        def main():
+            made = 0
+            for i in range(30):  # ceiling: 3 GB
+                with open(f"fill-{i}.bin", "wb") as fh:
+                    try:
+                        os.posix_fallocate(fh.fileno(), 0, 100 << 20)
+                    except OSError:
+                        pass
+                    block = b"\\0" * (1 << 20)
+                    for _ in range(100):
+                        fh.write(block)
+                made += 1
+            return {"made": made}
+        """,
+        max_total_file_bytes=200 << 20,
+        max_file_bytes=100 << 20,
+        timeout_seconds=60,
+    )
+    assert (r.status, r.error_code) == ("failed", "DISK_LIMIT"), (r.result, r.log[-500:])
+    assert "wrote more than" in r.error_message
