@@ -122,6 +122,7 @@ def _build_spec(execution: Execution):
         secrets=vault_services.secrets_for_run(
             user=execution.requested_by,
             names=script_selectors.script_version_secrets(version=version),
+            execution_id=execution.pk,
         ),
     )
 

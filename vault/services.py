@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from config.errors import ApplicationError, NotFoundError, PermissionDeniedError
 
 from . import crypto
@@ -133,7 +134,7 @@ def secret_delete(*, user, secret: Secret) -> None:
     secret.delete()
 
 
-def secrets_for_run(*, user, names: list[str]) -> dict[str, str]:
+def secrets_for_run(*, user, names: list[str], execution_id: int | None = None) -> dict[str, str]:
     """The values of the secrets ``names`` that ``user`` may use (their own first, then
     shared with one of their groups), for a run's environment. Raises 403
     SECRET_NOT_ALLOWED naming those they may not use (nothing is decrypted then)."""
@@ -164,6 +165,13 @@ def secrets_for_run(*, user, names: list[str]) -> dict[str, str]:
     Secret.objects.filter(pk__in=[s.pk for s in usable.values()]).update(
         last_used_at=timezone.now()
     )
+    for secret in usable.values():  # who used which secret for which run (never the value)
+        audit_record(
+            action="secret.used",
+            actor=user,
+            target=secret,
+            details={"execution": execution_id} if execution_id else {},
+        )
     return values
 
 

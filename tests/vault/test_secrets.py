@@ -97,6 +97,10 @@ def test_a_declared_secret_reaches_the_run_masked_in_log_and_events(api, secret,
     events = "".join(event_stream(execution_id=run_id))
     assert "********" in events and VALUE not in events
     assert VALUE not in str(api.get(f"/api/v1/executions/{run_id}/").json())
+    from audit.models import AuditEvent
+
+    used = AuditEvent.objects.get(action="secret.used")
+    assert used.details == {"execution": run_id} and VALUE not in str(used.details)
 
 
 @pytest.mark.django_db
