@@ -35,7 +35,7 @@ def populate(folders: int, scripts: int) -> None:
     rest spread under those) and ``scripts`` scripts spread over them."""
     Folder.objects.all().delete()
     roots = Folder.objects.bulk_create(
-        Folder(name=f"r{i}", path=f"r{i}") for i in range(max(1, folders // 100) * 10)
+        Folder(name=f"r{i}", path=f"r{i}", public=True) for i in range(max(1, folders // 100) * 10)
     )[:folders]
     made = list(roots)
     level = roots
@@ -61,7 +61,8 @@ def populate(folders: int, scripts: int) -> None:
         ),
         batch_size=2000,
     )
-    made[0].allowed_groups.add(Group.objects.get(name="bench"))
+    Folder.objects.filter(pk=made[0].pk).update(public=False)  # only the "bench" group
+    made[0].read_groups.add(Group.objects.get(name="bench"))
 
 
 def measure(client: APIClient, repeat: int = 7) -> tuple[float, int, int]:

@@ -1,7 +1,9 @@
-"""Keep the reaper schedule in place after migrations."""
+"""Keep the reaper schedule in place after migrations; a run's files go with it."""
 
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, pre_delete
 from django.dispatch import receiver
+
+from executions.models import Execution
 
 REAPER_SCHEDULE = "executions: mark lost runs"
 RETENTION_SCHEDULE = "executions: delete runs past RUN_RETENTION_DAYS"
@@ -32,3 +34,12 @@ def ensure_reaper_schedule(sender, app_config=None, using="default", **kwargs):
             "repeats": -1,
         },
     )
+
+
+@receiver(pre_delete, sender=Execution, dispatch_uid="executions_files_go_with_the_run")
+def delete_run_files(sender, instance, **kwargs):
+    """However a run is deleted (admin, queryset, retention), its stored files go
+    first (before the foreign key is set to NULL), through the storage service."""
+    from storage.services import files_delete_for_execution
+
+    files_delete_for_execution(execution_id=instance.pk)

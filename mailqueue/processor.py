@@ -30,6 +30,7 @@ from django.utils import timezone
 from filelock import FileLock, Timeout
 
 from mailqueue.models import EmailDetail, EmailParameter, MailService, ParamHealth, SendFlag
+from mailqueue.schedule import service_get
 from mailqueue.smtp import (
     CONFIG,
     PERMANENT,
@@ -343,8 +344,6 @@ def process_batch(
     still ``N``, regardless of backoff (send-now, test e-mail). ``wait``: seconds to
     wait for the SQLite processor lock (a busy result otherwise). Never raises for a
     failed e-mail; every failure is written to the row."""
-    from mailqueue.services import service_get
-
     service = service_get()
     size = batch_size or service.batch_size
     batch = _Batch(service=service, now=now, only=only)

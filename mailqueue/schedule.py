@@ -76,10 +76,21 @@ def schedule_sync(*, service: MailService) -> Schedule | None:
     return schedule
 
 
+def service_get() -> MailService:
+    """The service's one row (made with the settings' defaults on first use). Lives
+    here, below the processor and the services, which both read it."""
+    service, _ = MailService.objects.get_or_create(
+        pk=1,
+        defaults={
+            "max_retries": settings.MAILQUEUE_MAX_RETRIES,
+            "batch_size": settings.MAILQUEUE_BATCH_SIZE,
+        },
+    )
+    return service
+
+
 def service_start() -> MailService:
     """Start the service: remembered in the database, schedule created (idempotent)."""
-    from mailqueue.services import service_get
-
     with transaction.atomic():
         service = MailService.objects.select_for_update().get(pk=service_get().pk)
         if not service.is_started:
@@ -93,8 +104,6 @@ def service_start() -> MailService:
 def service_stop() -> MailService:
     """Stop the service: remembered in the database, schedule removed (idempotent).
     A batch already running finishes."""
-    from mailqueue.services import service_get
-
     with transaction.atomic():
         service = MailService.objects.select_for_update().get(pk=service_get().pk)
         if service.is_started:
@@ -108,8 +117,6 @@ def service_stop() -> MailService:
 def service_ensure() -> MailService:
     """After ``migrate``: a fresh install starts the service when MAILQUEUE_AUTOSTART
     is on; afterwards the stored choice wins (and its schedule is restored)."""
-    from mailqueue.services import service_get
-
     if not MailService.objects.filter(pk=1).exists() and settings.MAILQUEUE_AUTOSTART:
         return service_start()
     service = service_get()

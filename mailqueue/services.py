@@ -4,13 +4,12 @@ configuration, sending now, and the legacy database check."""
 import time
 from datetime import time as dtime
 
-from django.conf import settings
 from django.core.validators import validate_email
 from django.db import IntegrityError, connections, router, transaction
 from django.db.utils import load_backend
 
 from config.errors import ApplicationError, ConflictError, NotFoundError
-from mailqueue.crypto import MAX_PASSWORD_LENGTH, encrypt_password
+from mailqueue.crypto import MAX_PASSWORD_LENGTH, encrypt_password, rotate_password
 from mailqueue.models import (
     EmailDetail,
     EmailParameter,
@@ -19,6 +18,7 @@ from mailqueue.models import (
     SendFlag,
     SslFlag,
 )
+from mailqueue.schedule import schedule_sync, service_get  # noqa: F401  (service_get: re-exported)
 from mailqueue.smtp import CONFIG, PERMANENT, SENT, TRANSIENT, split_addresses
 
 CONFIG_FIELDS = (
@@ -53,18 +53,6 @@ CONFIG_LIMITS = {
 INTERVAL_MAX_MINUTES = 32_767
 
 
-def service_get() -> MailService:
-    """The service's one row (made with the settings' defaults on first use)."""
-    service, _ = MailService.objects.get_or_create(
-        pk=1,
-        defaults={
-            "max_retries": settings.MAILQUEUE_MAX_RETRIES,
-            "batch_size": settings.MAILQUEUE_BATCH_SIZE,
-        },
-    )
-    return service
-
-
 def service_config_errors(changes: dict, *, service: MailService) -> dict[str, list[str]]:
     """Every configuration rule, in one place (the API and the admin form use it):
     what is wrong with applying ``changes`` to ``service``, per field; empty when
@@ -94,8 +82,6 @@ def service_configure(**changes) -> MailService:
     """Change the schedule window, interval, timeouts, retries or batch size (only the
     given fields). VALIDATION_ERROR (400) for bad values (service_config_errors); the
     django-q2 schedule follows a new interval at once when the service is started."""
-    from mailqueue.schedule import schedule_sync
-
     with transaction.atomic():
         service = MailService.objects.select_for_update().get(pk=service_get().pk)
         errors = service_config_errors(changes, service=service)
@@ -320,6 +306,26 @@ def smtp_param_update(
         setattr(param, name, value)
     param.save()
     return param
+
+
+def smtp_passwords_rotate() -> int:
+    """Re-encrypt every stored SMTP password under the newest SECRETS_KEYS key (plain
+    legacy values included); returns how many. Raises vault.crypto.DecryptionFailed
+    naming the parameter set whose password cannot be opened. Registered with
+    vault.hooks for ``manage.py rotate_secrets``."""
+    from vault.crypto import DecryptionFailed
+
+    done = 0
+    for param in EmailParameter.objects.exclude(smtp_password__isnull=True).exclude(
+        smtp_password=""
+    ):
+        try:
+            rotated = rotate_password(param.smtp_password)
+        except DecryptionFailed as exc:
+            raise DecryptionFailed(f"SMTP parameters {param.pk}: {exc}") from exc
+        EmailParameter.objects.filter(pk=param.pk).update(smtp_password=rotated)
+        done += 1
+    return done
 
 
 def smtp_param_delete(*, param: EmailParameter) -> None:

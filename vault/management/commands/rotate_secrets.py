@@ -1,11 +1,10 @@
-"""``manage.py rotate_secrets``: re-encrypt every stored secret (and SMTP password)
-with the first key of SECRETS_KEYS, so the older keys can be dropped."""
+"""``manage.py rotate_secrets``: re-encrypt every stored secret (and what other apps
+registered with vault.hooks, such as SMTP passwords) with the first key of
+SECRETS_KEYS, so the older keys can be dropped."""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from mailqueue.crypto import rotate_password
-from mailqueue.models import EmailParameter
-from vault import crypto
+from vault import crypto, hooks
 from vault.models import Secret
 
 
@@ -21,16 +20,14 @@ class Command(BaseCommand):
                 raise CommandError(f"secret {secret.pk}: {exc}") from exc
             Secret.objects.filter(pk=secret.pk).update(value_encrypted=rotated)
             done += 1
-        passwords = 0
-        for param in EmailParameter.objects.exclude(smtp_password__isnull=True).exclude(
-            smtp_password=""
-        ):
+        counts = [f"{done} secret(s)"]
+        for label, rotate in hooks.rotators().items():  # other apps' values (SMTP passwords)
             try:
-                rotated = rotate_password(param.smtp_password)
+                counts.append(f"{rotate()} {label}")
             except crypto.DecryptionFailed as exc:
-                raise CommandError(f"SMTP parameters {param.pk}: {exc}") from exc
-            EmailParameter.objects.filter(pk=param.pk).update(smtp_password=rotated)
-            passwords += 1
+                raise CommandError(f"{label}: {exc}") from exc
         self.stdout.write(
-            f"Re-encrypted {done} secret(s) and {passwords} SMTP password(s) with the newest key."
+            f"Re-encrypted {', '.join(counts[:-1])} and {counts[-1]} with the newest key."
+            if len(counts) > 1
+            else f"Re-encrypted {counts[0]} with the newest key."
         )
