@@ -25,6 +25,7 @@ from audit.services import audit_record
 from config.errors import ApplicationError, PermissionDeniedError
 from config.logging import get_logger
 from executions.models import Execution
+from executions.transitions import execution_transition
 from executions.worker import execution_run, execution_run_and_wait  # noqa: F401
 from scripts import selectors as script_selectors
 from vault import services as vault_services
@@ -283,8 +284,10 @@ def execution_cancel(*, user, execution: Execution) -> Execution:
     if not _can_manage(user=user, execution=execution):
         raise PermissionDeniedError("Only the person who started a run, or staff, may cancel it.")
     now = timezone.now()
-    cancelled = Execution.objects.filter(pk=execution.pk, status=Execution.Status.QUEUED).update(
-        status=Execution.Status.CANCELLED,
+    cancelled = execution_transition(
+        runs=Execution.objects.filter(pk=execution.pk),
+        source=Execution.Status.QUEUED,
+        target=Execution.Status.CANCELLED,
         finished_at=now,
         cancel_requested_at=now,
         error_code="CANCELLED",
@@ -341,10 +344,10 @@ def executions_reap_lost(*, stale_after: timedelta | None = None) -> int:
     """Mark ``running`` runs whose worker stopped heartbeating as ``lost``."""
     stale_after = stale_after or timedelta(seconds=settings.RUN_HEARTBEAT_STALE_SECONDS)
     cutoff = timezone.now() - stale_after
-    return Execution.objects.filter(
-        status=Execution.Status.RUNNING, heartbeat_at__lt=cutoff
-    ).update(
-        status=Execution.Status.LOST,
+    return execution_transition(
+        runs=Execution.objects.filter(heartbeat_at__lt=cutoff),
+        source=Execution.Status.RUNNING,
+        target=Execution.Status.LOST,
         finished_at=timezone.now(),
         error_code="LOST",
         error_message="The worker running this stopped answering.",

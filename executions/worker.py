@@ -17,6 +17,7 @@ from config.errors import ApplicationError
 from config.logging import get_logger
 from executions.logbook import LogWriter
 from executions.models import Artifact, Execution
+from executions.transitions import execution_transition
 from scripts import selectors as script_selectors
 from vault import services as vault_services
 
@@ -30,8 +31,13 @@ def _claim(execution_id: int) -> bool:
     now = timezone.now()
     worker = f"{socket.gethostname()}:{threading.get_native_id()}"
     return bool(
-        Execution.objects.filter(pk=execution_id, status=Execution.Status.QUEUED).update(
-            status=Execution.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker[:255]
+        execution_transition(
+            runs=Execution.objects.filter(pk=execution_id),
+            source=Execution.Status.QUEUED,
+            target=Execution.Status.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            worker=worker[:255],
         )
     )
 
@@ -215,7 +221,12 @@ def execution_run(*, execution_id: int) -> Execution | None:
         }
     log.close()
     fields.update(finished_at=timezone.now(), log_size=log.size, log_truncated=log.truncated)
-    Execution.objects.filter(pk=execution_id, status=Execution.Status.RUNNING).update(**fields)
+    execution_transition(
+        runs=Execution.objects.filter(pk=execution_id),
+        source=Execution.Status.RUNNING,
+        target=fields.pop("status"),
+        **fields,
+    )
     execution.refresh_from_db()
     logger.info(
         "execution finished",
