@@ -122,6 +122,8 @@ def exception_handler(exc, context):
     django_error = django_request_error(exc)
     if isinstance(exc, ApplicationError):
         code, message, details, status_code = exc.code, exc.message, exc.details, exc.status
+        if isinstance(details.get("retry_after"), int):  # RATE_LIMITED (per-user run limits)
+            headers["Retry-After"] = str(details["retry_after"])
     elif django_error is not None:
         status_code, code, message, details = django_error
     elif isinstance(exc, Http404):

@@ -36,6 +36,12 @@ class ExecutionSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
     files = ArtifactSerializer(source="artifacts", many=True, read_only=True)
+    schedule = serializers.IntegerField(
+        source="schedule_id",
+        read_only=True,
+        allow_null=True,
+        help_text="the schedule that fired it",
+    )
 
     class Meta:
         model = Execution
@@ -46,6 +52,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "version_number",
             "status",
             "source",
+            "schedule",
             "inputs",
             "argv",
             "input_files",
@@ -184,9 +191,16 @@ class ExecutionViewSet(
 
     serializer_class = ExecutionSerializer
     error_codes = {
-        "create": {409: ["SCRIPT_DISABLED", "SCRIPT_HAS_NO_VERSION"], 413: ["INPUT_TOO_LARGE"]},
+        "create": {
+            409: ["SCRIPT_DISABLED", "SCRIPT_HAS_NO_VERSION"],
+            413: ["INPUT_TOO_LARGE"],
+            429: ["RATE_LIMITED"],
+        },
         "cancel": {409: ["EXECUTION_FINISHED"]},
-        "rerun": {409: ["SCRIPT_DELETED", "SCRIPT_DISABLED", "SCRIPT_HAS_NO_VERSION"]},
+        "rerun": {
+            409: ["SCRIPT_DELETED", "SCRIPT_DISABLED", "SCRIPT_HAS_NO_VERSION"],
+            429: ["RATE_LIMITED"],
+        },
     }
 
     def get_queryset(self):
@@ -196,12 +210,18 @@ class ExecutionViewSet(
             user=self.request.user,
             status=self.request.query_params.get("status"),
             script=self.request.query_params.get("script"),
+            source=self.request.query_params.get("source"),
+            schedule=self.request.query_params.get("schedule"),
         )
 
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, description="queued, running, succeeded, ..."),
             OpenApiParameter("script", str, description="script id or logical path"),
+            OpenApiParameter(
+                "source", str, description="api, sync, admin, portal, rerun, schedule, pipeline"
+            ),
+            OpenApiParameter("schedule", int, description="runs fired by this schedule id"),
         ]
     )
     def list(self, request, *args, **kwargs):
@@ -310,7 +330,9 @@ class ExecutionFileView(JsonErrorsMixin, APIView):
 
 
 class SyncRunView(APIView):
-    error_codes = {"post": {409: ["SCRIPT_DISABLED", "SCRIPT_HAS_NO_VERSION"]}}
+    error_codes = {
+        "post": {409: ["SCRIPT_DISABLED", "SCRIPT_HAS_NO_VERSION"], 429: ["RATE_LIMITED"]}
+    }
 
     @extend_schema(
         request=SyncRunRequestSerializer,

@@ -5,6 +5,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from executions.models import Execution
+from executions.signals import captured_mail_rows, send_report_queued
 from storage.services import file_open
 
 
@@ -46,4 +47,7 @@ def report_send(*, execution: Execution) -> int:
             message.attach(
                 artifact.name.rsplit("/", 1)[-1], fh.read(), artifact.stored_file.content_type
             )
-    return message.send()
+    with captured_mail_rows() as mail_ids:
+        sent = message.send()
+    send_report_queued(execution, mail_ids=mail_ids, sent=sent)
+    return sent

@@ -21,6 +21,17 @@ class Execution(models.Model):
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED, Status.LOST)
 
+    class Source(models.TextChoices):
+        """Who started the run."""
+
+        API = "api", "API"
+        SYNC = "sync", "API (sync)"
+        ADMIN = "admin", "Admin"
+        PORTAL = "portal", "Portal"
+        RERUN = "rerun", "Rerun"
+        SCHEDULE = "schedule", "Schedule"
+        PIPELINE = "pipeline", "Pipeline"
+
     script = models.ForeignKey(
         "scripts.Script",
         null=True,
@@ -48,7 +59,10 @@ class Execution(models.Model):
         on_delete=models.SET_NULL,
         related_name="executions",
     )
-    source = models.CharField(max_length=16, default="api")  # api, sync, admin, schedule, rerun
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
+    # The jobs.Schedule that fired it: a plain id (no foreign key), so that the run keeps
+    # it when the schedule is deleted and executions does not depend on the jobs app.
+    schedule_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     options = models.JSONField(default=dict, blank=True)  # delivery (email_to...), timeout
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"

@@ -7,9 +7,17 @@ from config.errors import NotFoundError
 from executions.models import Execution
 
 
-def executions_for_user(*, user, status: str | None = None, script: str | None = None) -> QuerySet:
+def executions_for_user(
+    *,
+    user,
+    status: str | None = None,
+    script: str | None = None,
+    source: str | None = None,
+    schedule: str | int | None = None,
+) -> QuerySet:
     """Runs the user may see (their own; staff: all; inactive or anonymous users:
-    none), newest first, ready to list."""
+    none), newest first, ready to list; filtered by status, script, source (who
+    started them) and schedule (the schedule id that fired them)."""
     qs = Execution.objects.select_related("requested_by").prefetch_related("artifacts__stored_file")
     if not user_is_active(user):
         return qs.none()
@@ -19,7 +27,16 @@ def executions_for_user(*, user, status: str | None = None, script: str | None =
         qs = qs.filter(status=status)
     if script:
         qs = qs.filter(script_id=int(script)) if script.isdigit() else qs.filter(script_path=script)
+    if source:
+        qs = qs.filter(source=source)
+    if schedule not in (None, ""):
+        schedule = str(schedule)
+        qs = qs.filter(schedule_id=int(schedule)) if _is_id(schedule) else qs.none()
     return qs
+
+
+def _is_id(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= 18
 
 
 def script_run_count(script) -> int:

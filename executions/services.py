@@ -25,6 +25,7 @@ from audit.services import audit_record
 from config.errors import ApplicationError, PermissionDeniedError
 from config.logging import get_logger
 from executions.models import Execution
+from executions.signals import send_execution_finished
 from executions.transitions import execution_transition
 from executions.worker import execution_run, execution_run_and_wait  # noqa: F401
 from scripts import selectors as script_selectors
@@ -204,10 +205,14 @@ def execution_start(
     rerun_of: Execution | None = None,
     version=None,
     enqueue: bool = True,
+    schedule_id: int | None = None,
 ) -> Execution:
     """Validate a run request and record it as ``queued``; the run is enqueued when
     the transaction commits (``enqueue=False``: the caller runs it). Bad inputs raise
-    VALIDATION_ERROR (400) with field paths and leave no row."""
+    VALIDATION_ERROR (400) with field paths and leave no row; so does a user over
+    MAX_EXECUTIONS_PER_HOUR or MAX_CONCURRENT_EXECUTIONS (RATE_LIMITED, 429, with
+    ``retry_after`` seconds in details). ``source``: who starts it (Execution.Source);
+    ``schedule_id``: the jobs schedule that fired it."""
     script = script_selectors.script_get_for_run(user=user, ref=script_ref)
     version = version or script.current_version
     vault_services.secrets_check_for_run(
@@ -243,6 +248,7 @@ def execution_start(
     options = {"email_to": _clean_email_list(email_to), "timeout": _clean_timeout(timeout)}
     files = _clean_input_files(user=user, keys=input_files)
     with transaction.atomic():
+        _check_limits(user=user)
         execution = Execution.objects.create(
             script=script,
             script_version=version,
@@ -255,11 +261,61 @@ def execution_start(
             source=source,
             options=options,
             rerun_of=rerun_of,
+            schedule_id=schedule_id,
         )
         if enqueue:
             transaction.on_commit(lambda: _enqueue(execution.pk))
     logger.info("execution queued", execution_id=execution.pk, script=script.logical_path)
     return execution
+
+
+CONCURRENT_RETRY_AFTER_SECONDS = 30  # a guess: when one of the user's runs may have ended
+
+
+def _rate_limited(message: str, *, limit: int, retry_after: int) -> ApplicationError:
+    return ApplicationError(
+        "RATE_LIMITED",
+        message,
+        {"limit": limit, "retry_after": max(1, int(retry_after))},
+        status=429,
+    )
+
+
+def _check_limits(*, user) -> None:
+    """MAX_EXECUTIONS_PER_HOUR (runs started in the last rolling hour) and
+    MAX_CONCURRENT_EXECUTIONS (queued or running) for everyone but superusers (0:
+    unlimited), counted in the database inside the caller's transaction, with the
+    user's row locked so that concurrent starts of one user (any web node) queue up
+    behind each other. RATE_LIMITED (429) with ``retry_after`` seconds otherwise."""
+    per_hour = settings.MAX_EXECUTIONS_PER_HOUR
+    concurrent = settings.MAX_CONCURRENT_EXECUTIONS
+    if user is None or getattr(user, "is_superuser", False) or not (per_hour or concurrent):
+        return
+    list(type(user).objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+    mine = Execution.objects.filter(requested_by=user)
+    if concurrent:
+        active = mine.filter(status__in=(Execution.Status.QUEUED, Execution.Status.RUNNING))
+        if active.count() >= concurrent:
+            raise _rate_limited(
+                f"You have {concurrent} runs queued or running, the most allowed at once.",
+                limit=concurrent,
+                retry_after=CONCURRENT_RETRY_AFTER_SECONDS,
+            )
+    if per_hour:
+        now = timezone.now()
+        window = mine.filter(queued_at__gt=now - timedelta(hours=1))
+        count = window.count()
+        if count >= per_hour:
+            # the run whose ageing out brings the count under the limit
+            frees = window.order_by("queued_at").values_list("queued_at", flat=True)[
+                count - per_hour
+            ]
+            retry_after = (frees + timedelta(hours=1) - now).total_seconds() + 1
+            raise _rate_limited(
+                f"You started {per_hour} runs in the last hour, the most allowed.",
+                limit=per_hour,
+                retry_after=retry_after,
+            )
 
 
 def _enqueue(execution_id: int) -> None:
@@ -293,6 +349,8 @@ def execution_cancel(*, user, execution: Execution) -> Execution:
         error_code="CANCELLED",
         error_message="Cancelled before it started.",
     )
+    if cancelled:
+        send_execution_finished(Execution.objects.get(pk=execution.pk))
     requested = cancelled
     if not cancelled:
         requested = Execution.objects.filter(
@@ -344,14 +402,24 @@ def executions_reap_lost(*, stale_after: timedelta | None = None) -> int:
     """Mark ``running`` runs whose worker stopped heartbeating as ``lost``."""
     stale_after = stale_after or timedelta(seconds=settings.RUN_HEARTBEAT_STALE_SECONDS)
     cutoff = timezone.now() - stale_after
-    return execution_transition(
-        runs=Execution.objects.filter(heartbeat_at__lt=cutoff),
+    stale = list(
+        Execution.objects.filter(
+            status=Execution.Status.RUNNING, heartbeat_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    )
+    if not stale:
+        return 0
+    lost = execution_transition(
+        runs=Execution.objects.filter(pk__in=stale, heartbeat_at__lt=cutoff),
         source=Execution.Status.RUNNING,
         target=Execution.Status.LOST,
         finished_at=timezone.now(),
         error_code="LOST",
         error_message="The worker running this stopped answering.",
     )
+    for execution in Execution.objects.filter(pk__in=stale, status=Execution.Status.LOST):
+        send_execution_finished(execution)  # (a duplicate is harmless to receivers)
+    return lost
 
 
 def environment_prepare(*, script) -> str:

@@ -17,6 +17,7 @@ from config.errors import ApplicationError
 from config.logging import get_logger
 from executions.logbook import LogWriter
 from executions.models import Artifact, Execution
+from executions.signals import send_execution_finished
 from executions.transitions import execution_transition
 from scripts import selectors as script_selectors
 from vault import services as vault_services
@@ -228,6 +229,7 @@ def execution_run(*, execution_id: int) -> Execution | None:
         **fields,
     )
     execution.refresh_from_db()
+    send_execution_finished(execution)  # pipelines advance (jobs)
     logger.info(
         "execution finished",
         execution_id=execution_id,
