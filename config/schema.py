@@ -28,6 +28,9 @@ TAGS = {
     "mail": "mail",
     "secrets": "secrets",
     "audit": "audit",
+    "schedules": "jobs",
+    "pipelines": "jobs",
+    "pipeline-runs": "jobs",
 }
 TAG_DESCRIPTIONS = {
     "auth": "JWT tokens, the signed-in user, registration.",
@@ -39,6 +42,7 @@ TAG_DESCRIPTIONS = {
     "mail": "The mail queue, its SMTP parameter sets and its service (staff only).",
     "secrets": "Named secrets runs get as environment variables (values write-only).",
     "audit": "The audit trail: who did what, when (staff only).",
+    "jobs": "Schedules (cron or every N minutes) and pipelines of scripts, with their runs.",
 }
 
 GENERIC_ERRORS = {

@@ -15,6 +15,7 @@ api_v1 = [
     path("mail/", include("mailqueue.api_urls")),
     path("", include("vault.api_urls")),
     path("", include("audit.api_urls")),
+    path("", include("jobs.api_urls")),
 ]
 
 urlpatterns = [

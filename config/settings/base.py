@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "mailqueue",
     "vault",
     "audit",
+    "jobs",
     "portal",
 ]
 
@@ -253,6 +254,17 @@ LOGGING = build_logging(
     command=running_command(),
     command_level=COMMAND_LOG_LEVEL,
 )
+
+# --- Jobs: per-user limits, cleanup after the report ------------------------------------
+# Runs a user (not a superuser) may start per rolling hour / have queued or running at
+# once, counted in the database (so across web nodes); 0 = unlimited. Over a limit the
+# API answers 429 RATE_LIMITED with Retry-After; a schedule's firing is skipped and
+# recorded.
+MAX_EXECUTIONS_PER_HOUR = env.int("MAX_EXECUTIONS_PER_HOUR", default=0)
+MAX_CONCURRENT_EXECUTIONS = env.int("MAX_CONCURRENT_EXECUTIONS", default=0)
+# Delete a run's files once the mail queue marked its report sent (a report that
+# failed for good keeps them).
+CLEANUP_FILES_AFTER_EMAIL = env.bool("CLEANUP_FILES_AFTER_EMAIL", default=False)
 
 # --- App settings (one module per app) -----------------------------------------------
 from .audit import *  # noqa: E402,F401,F403
