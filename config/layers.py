@@ -23,20 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
 # Import cycles between the modules of one app that are known and not yet undone:
 # the check lists them as known and fails on any other cycle (and on these once they
 # change). Each one says why it is here. Remove an entry when its cycle is gone.
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset(
-        {
-            "executions.runner",
-            "executions.runner.environments",
-            "executions.runner.run",
-            "executions.runner.sandbox",
-        }
-    ): (
-        "the sandbox runner's modules import each other inside functions (RunOutcome, "
-        "support_dir, sandbox for environment builds); the runner is being reworked "
-        "by its owner"
-    ),
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 
 def layer_of(app: str) -> int | None:

@@ -536,7 +536,7 @@ def _memfd(data: bytes) -> int:
 def _box_program(python: str | None = None) -> list[str]:
     """The box's command line: run by ``python`` (the run's environment's interpreter,
     which then becomes the harness itself) or by the server's own."""
-    from .run import support_dir
+    from .support import support_dir
 
     support = support_dir(str(settings.DATA_DIR))
     return [python or sys.executable, "-I", "-S", "-B", "-u", str(support / "_scriptorium_box.py")]
