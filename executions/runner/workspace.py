@@ -361,26 +361,18 @@ def _reopen_parent(fd: int, ident: tuple[int, int]) -> int:
 def _unlink(name: str, dir_fd: int, *, fix: bool) -> OSError | None:
     """Unlink the non-folder ``name`` in ``dir_fd``; the error, None when done or
     gone. ``fix``: on EACCES make the folder u+rwx and try again."""
-    for again in (fix, False):
-        try:
-            os.unlink(name, dir_fd=dir_fd)
-            return None
-        except FileNotFoundError:
-            return None
-        except PermissionError as exc:
-            if not again:
-                return exc
-            _fix_mode(dir_fd)
-        except OSError as exc:
-            return exc
-    return None
+    return _remove_entry(os.unlink, name, dir_fd, fix=fix)
 
 
 def _rmdir(name: str, dir_fd: int, *, fix: bool) -> OSError | None:
     """Remove the empty folder ``name`` in ``dir_fd``, like ``_unlink``."""
+    return _remove_entry(os.rmdir, name, dir_fd, fix=fix)
+
+
+def _remove_entry(remove, name: str, dir_fd: int, *, fix: bool) -> OSError | None:
     for again in (fix, False):
         try:
-            os.rmdir(name, dir_fd=dir_fd)
+            remove(name, dir_fd=dir_fd)
             return None
         except FileNotFoundError:
             return None
