@@ -344,6 +344,9 @@ def test_a_data_dir_under_a_private_parent_works(hostile, settings, tmp_path):
 
 def test_rlimit_is_refused_for_ordinary_users_unless_named(api, staff_api, upload, settings):
     """A backend that cannot isolate runs is never chosen silently."""
+    from tests.executions.runner.conftest import require_rlimit_reachable
+
+    require_rlimit_reachable()
     upload("def main() -> dict:\n    return {'ok': 1}\n", name="plain.py")
     settings.SANDBOX_BACKEND = "auto"
     real = sandbox.available_backends
