@@ -244,6 +244,9 @@ def test_report_email_with_attachments(api, upload, run_now):
     assert message.to == ["boss@example.com"] and "files.py" in message.subject
     assert {a[0] for a in message.attachments} == {"report.csv", "summary.json"}
     assert "Succeeded" in message.subject
+    run_id = Execution.objects.get().pk
+    html = message.alternatives[0][0] if message.alternatives else message.body
+    assert f"/runs/{run_id}/" in html and "/admin/" not in html  # the portal: any user opens it
 
 
 @pytest.mark.django_db

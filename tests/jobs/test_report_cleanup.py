@@ -123,5 +123,5 @@ def test_files_over_the_attachment_limit_are_linked_not_attached(
     message = received["message"]
     assert [a.get_filename() for a in message.iter_attachments()] == ["small.csv"]
     body = message.get_body(("html", "plain")).get_content()
-    assert f"/api/v1/executions/{execution.pk}/files/big.txt" in body
+    assert f"/runs/{execution.pk}/files/big.txt" in body  # the portal's link (a browser's)
     assert "small.csv" in body
