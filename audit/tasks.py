@@ -1,7 +1,5 @@
 """django-q2 entry points of the audit app (thin)."""
 
-from django.db.models.signals import post_migrate
-
 RETENTION_SCHEDULE = "audit: delete events past AUDIT_RETENTION_DAYS"
 
 
@@ -12,21 +10,10 @@ def prune_audit_events() -> int:
     return audit_prune()
 
 
-def _ensure_schedule(sender, app_config=None, using="default", **kwargs) -> None:
-    if getattr(app_config, "label", None) != "audit":
-        return
-    from django_q.models import Schedule
-
-    Schedule.objects.using(using).get_or_create(
-        name=RETENTION_SCHEDULE,
-        defaults={
-            "func": "audit.tasks.prune_audit_events",
-            "schedule_type": Schedule.DAILY,
-            "repeats": -1,
-        },
-    )
-
-
 def register() -> None:
     """Called once from AuditConfig.ready(): the daily schedule exists after migrate."""
-    post_migrate.connect(_ensure_schedule, dispatch_uid="audit_retention_schedule")
+    from config.registry import register_schedule
+
+    register_schedule(
+        "audit", name=RETENTION_SCHEDULE, func="audit.tasks.prune_audit_events", daily=True
+    )

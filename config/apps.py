@@ -15,4 +15,9 @@ class CoreConfig(AppConfig):
     verbose_name = "Scriptorium"
 
     def ready(self):
+        from django.db.models.signals import post_migrate
+
         from config import health  # noqa: F401  (registers the core health checks)
+        from config.registry import run_after_migrate
+
+        post_migrate.connect(run_after_migrate, dispatch_uid="config.after_migrate")

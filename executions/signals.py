@@ -12,9 +12,10 @@ the mail queue rows it became (empty when the backend sent it directly).
 import contextvars
 import logging
 
-from django.db.models.signals import post_migrate, post_save, pre_delete
+from django.db.models.signals import post_save, pre_delete
 from django.dispatch import Signal, receiver
 
+from config.registry import register_schedule
 from executions.models import Execution
 
 logger = logging.getLogger("scriptorium.executions")
@@ -74,31 +75,18 @@ REAPER_SCHEDULE = "executions: mark lost runs"
 RETENTION_SCHEDULE = "executions: delete runs past RUN_RETENTION_DAYS"
 
 
-@receiver(post_migrate)
-def ensure_reaper_schedule(sender, app_config=None, using="default", **kwargs):
-    """The django-q2 schedules of runs: mark runs without heartbeat as lost (every
-    minute) and apply the retention (daily; it does nothing while RUN_RETENTION_DAYS=0)."""
-    if app_config is None or app_config.label != "executions":
-        return
-    from django_q.models import Schedule
-
-    Schedule.objects.using(using).get_or_create(
-        name=REAPER_SCHEDULE,
-        defaults={
-            "func": "executions.tasks.reap_lost_executions",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
-    Schedule.objects.using(using).get_or_create(
-        name=RETENTION_SCHEDULE,
-        defaults={
-            "func": "executions.tasks.prune_old_executions",
-            "schedule_type": Schedule.DAILY,
-            "repeats": -1,
-        },
-    )
+register_schedule(
+    "executions",
+    name=REAPER_SCHEDULE,
+    func="executions.tasks.reap_lost_executions",  # runs without heartbeat become lost
+    every_minutes=1,
+)
+register_schedule(
+    "executions",
+    name=RETENTION_SCHEDULE,
+    func="executions.tasks.prune_old_executions",  # a no-op while RUN_RETENTION_DAYS=0
+    daily=True,
+)
 
 
 @receiver(pre_delete, sender=Execution, dispatch_uid="executions_files_go_with_the_run")

@@ -2,9 +2,10 @@
 handed to the mail queue (files removed once sent), deleted schedules (their
 django-q2 schedule goes too) and migrations (the cleanup's own schedule)."""
 
-from django.db.models.signals import post_delete, post_migrate
+from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
+from config.registry import register_schedule
 from executions.signals import execution_finished, report_queued
 from jobs.models import Schedule
 
@@ -36,20 +37,9 @@ def delete_q_schedule(sender, instance, **kwargs):
     QSchedule.objects.filter(name=q_schedule_name(instance.pk)).delete()
 
 
-@receiver(post_migrate, dispatch_uid="jobs_cleanup_schedule")
-def ensure_cleanup_schedule(sender, app_config=None, using="default", **kwargs):
-    """Every minute: remove the files of runs whose report the mail queue sent
-    (it does nothing while CLEANUP_FILES_AFTER_EMAIL is off)."""
-    if app_config is None or app_config.label != "jobs":
-        return
-    from django_q.models import Schedule as QSchedule
-
-    QSchedule.objects.using(using).get_or_create(
-        name=CLEANUP_SCHEDULE,
-        defaults={
-            "func": "jobs.tasks.cleanup_reported_files",
-            "schedule_type": QSchedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
+register_schedule(
+    "jobs",
+    name=CLEANUP_SCHEDULE,
+    func="jobs.tasks.cleanup_reported_files",  # a no-op while CLEANUP_FILES_AFTER_EMAIL is off
+    every_minutes=1,
+)

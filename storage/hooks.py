@@ -2,10 +2,9 @@
 django-q2 schedule of storage_cleanup (created idempotently after migrate)."""
 
 from django.conf import settings
-from django.db.models.signals import post_migrate
 from django.template.defaultfilters import filesizeformat
 
-from config.registry import register_admin_panel
+from config.registry import register_admin_panel, register_after_migrate
 
 SCHEDULE_NAME = "storage_cleanup"
 
@@ -55,12 +54,7 @@ def ensure_cleanup_schedule(*, using: str = "default") -> None:
     )
 
 
-def _after_migrate(sender, app_config=None, **kwargs) -> None:
-    if getattr(app_config, "label", None) == "storage":
-        ensure_cleanup_schedule(using=kwargs.get("using", "default"))
-
-
 def register() -> None:
     """Called once from StorageConfig.ready()."""
     register_admin_panel("storage")(usage_panel)
-    post_migrate.connect(_after_migrate, dispatch_uid="storage_cleanup_schedule")
+    register_after_migrate("storage")(lambda using: ensure_cleanup_schedule(using=using))

@@ -231,7 +231,7 @@ ADMIN_USERNAME = env("ADMIN_USERNAME", default="admin")
 ADMIN_EMAIL = env("ADMIN_EMAIL", default="admin@localhost")
 
 # --- E-mail --------------------------------------------------------------------------
-EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# EMAIL_BACKEND: config/settings/mailqueue.py (every mail goes through the queue)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Scriptorium <scriptorium@localhost>")
 
 # --- Security (production settings turn these on) ------------------------------------
