@@ -2,6 +2,8 @@
 
 from django.db.models import Q, QuerySet
 
+from accounts.permissions import user_is_staff
+
 from .models import Secret
 
 
@@ -9,7 +11,7 @@ def secret_list(*, user) -> QuerySet[Secret]:
     """The secrets ``user`` may see: their own and those shared with one of their groups
     (staff: all). Groups and owner are prefetched for listing."""
     queryset = Secret.objects.select_related("owner").prefetch_related("groups")
-    if user.is_staff:
+    if user_is_staff(user):
         return queryset
     return queryset.filter(Q(owner=user) | Q(groups__user=user)).distinct()
 

@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.permissions import user_owns_or_is_staff
 from audit.services import audit_record
 from config.errors import ApplicationError, NotFoundError, PermissionDeniedError
 
@@ -74,7 +75,7 @@ def _clean_groups(groups) -> list[Group]:
 
 
 def _require_manager(*, user, secret: Secret) -> None:
-    if not (user.is_staff or secret.owner_id == user.pk):
+    if not user_owns_or_is_staff(user, secret.owner_id):
         if secret_usable_by_user(user=user, secret=secret):
             raise PermissionDeniedError("Only the secret's owner or staff may change it.")
         raise NotFoundError("No such secret.")

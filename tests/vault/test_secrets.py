@@ -180,3 +180,19 @@ def test_the_inspector_reads_declared_secrets():
 
     names, warnings = declared_secrets("# Secrets: A_KEY, B_KEY\n# secret: A_KEY c-bad\nx = 1\n")
     assert names == ["A_KEY", "B_KEY"] and len(warnings) == 1 and "c-bad" in warnings[0]
+
+
+@pytest.mark.django_db
+def test_staff_may_change_a_secret_and_an_inactive_owner_may_not(api, secret, staff_api, user):
+    response = staff_api.patch(
+        f"/api/v1/secrets/{secret.pk}/", {"description": "by staff"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    from vault import services
+
+    user.is_active = False
+    user.save()
+    with pytest.raises(Exception) as caught:
+        services.secret_update(user=user, secret=secret, value="another-value")
+    assert getattr(caught.value, "status", None) in (403, 404)
+    assert crypto.decrypt(Secret.objects.get().value_encrypted) == VALUE
