@@ -126,6 +126,7 @@ def _build_spec(execution: Execution):
         input_files=input_files,
         limits=limits,
         trusted=bool(execution.requested_by and execution.requested_by.is_staff),
+        imports=script_selectors.script_version_imports(version=version) if script else (),
         secrets=vault_services.secrets_for_run(
             user=execution.requested_by,
             names=script_selectors.script_version_secrets(version=version),

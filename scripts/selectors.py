@@ -92,6 +92,14 @@ def script_version_secrets(*, version: ScriptVersion) -> list[str]:
     return declared_secrets(version.source)[0]
 
 
+def script_version_imports(*, version: ScriptVersion) -> tuple[str, ...]:
+    """The top-level modules the version imports (what a warm template preloads),
+    read by the inspector from its source."""
+    from scripts.inspection.imports import imported_modules
+
+    return imported_modules(version.source, filename=version.script.name)
+
+
 def script_versions(*, script: Script) -> QuerySet[ScriptVersion]:
     """The script's versions, newest first, with the uploader loaded (source deferred)."""
     return (

@@ -29,6 +29,9 @@ class RunSpec:
     trusted: bool = False  # started by staff: may use the rlimit backend (see sandbox)
     # Environment variables the script gets whose values never reach the log or events.
     secrets: dict[str, str] = field(default_factory=dict)
+    # The modules the script imports (the inspector's list): a warm template of the
+    # environment preloads them. Never needed for correctness.
+    imports: tuple[str, ...] = ()
 
 
 @dataclass
