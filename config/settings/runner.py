@@ -52,6 +52,16 @@ _root = os.geteuid() == 0
 # ns: the box becomes the harness (one interpreter start per run instead of two).
 RUN_NS_INPROCESS = env.bool("RUN_NS_INPROCESS", default=True)
 RUN_UID_RANGE = env("RUN_UID_RANGE", default="1900000000-1900999999")
+# Warm runs (ns backend, server as root): per environment, a sealed template process
+# that has imported the harness and the modules the environment's scripts import
+# forks each run (see docs/runner.md). The cold path stays the fallback.
+RUN_WARM = env.bool("RUN_WARM", default=True)
+RUN_WARM_MAX_TEMPLATES = env.int("RUN_WARM_MAX_TEMPLATES", default=4)
+RUN_WARM_MEMORY_MB = env.int("RUN_WARM_MEMORY_MB", default=1024)  # each template's own
+RUN_WARM_IDLE_SECONDS = env.int("RUN_WARM_IDLE_SECONDS", default=600)
+RUN_WARM_PRELOAD = env.list("RUN_WARM_PRELOAD", default=[])  # modules every template imports
+RUN_WARM_MAX_PRELOAD = env.int("RUN_WARM_MAX_PRELOAD", default=64)
+RUN_WARM_DIR = env("RUN_WARM_DIR", default="/run/scriptorium/warm")  # sockets and status
 RUN_UID_LOCK_DIR = env("RUN_UID_LOCK_DIR", default="/run/scriptorium/uids")
 
 # --- Environments and workspaces -----------------------------------------------------

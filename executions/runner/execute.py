@@ -113,6 +113,8 @@ def watch(
     finally:
         os.close(result_w)
         os.close(progress_w)
+    if not hasattr(proc, "exit_fd"):  # a subprocess.Popen
+        proc = ChildProcess(proc)
     started = time.monotonic()
     deadline = started + timeout
     out_fd = proc.stdout.fileno()
@@ -128,7 +130,7 @@ def watch(
     for fd in (out_fd, result_r, progress_r):
         os.set_blocking(fd, False)
         selector.register(fd, selectors.EVENT_READ)
-    pidfd = _pidfd(proc.pid)
+    pidfd = proc.exit_fd()
     if pidfd is not None:
         selector.register(pidfd, selectors.EVENT_READ)
     open_fds = {out_fd, result_r, progress_r}
@@ -140,9 +142,9 @@ def watch(
     try:
         while open_fds:
             now = time.monotonic()
-            if status is None and _exited(proc):
+            if status is None and proc.exited():
                 kill()  # leftovers die with the run (the group still exists: not reaped)
-                status = _reap(proc)
+                status = proc.reap()
                 drain_until = now + DRAIN_SECONDS
             if drain_until is not None and now >= drain_until:
                 break
@@ -164,7 +166,7 @@ def watch(
                     selector.unregister(pidfd)
                     if status is None:
                         kill()
-                        status = _reap(proc)
+                        status = proc.reap()
                         drain_until = time.monotonic() + DRAIN_SECONDS
                     continue
                 try:
@@ -190,7 +192,7 @@ def watch(
                 timed_out = timed_out or not cancelled
             kill()
             _wait_exited(proc, pidfd, 5.0)
-            status = _reap(proc)
+            status = proc.reap()
         sink.close()
     finally:
         selector.close()
@@ -201,7 +203,7 @@ def watch(
         if proc.returncode is None:  # never leave a process or a zombie behind
             kill()
             _wait_exited(proc, None, 5.0)
-            status = status or _reap(proc)
+            status = status or proc.reap()
     return _finish(proc, status, result, result_overflow, timed_out, cancelled, sink, result_limit)
 
 
@@ -319,20 +321,48 @@ def _pidfd(pid: int):
         return None
 
 
-def _exited(proc) -> bool:
-    """True once the process has ended, without reaping it (its pid and process
-    group stay valid, so killing the group cannot hit a reused pid)."""
-    try:
-        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return info is not None
+class ChildProcess:
+    """A process this one started (``subprocess.Popen``), as ``watch`` sees a run's
+    process: its output pipe, an fd readable once it ends, ``exited()`` without
+    reaping, ``reap()`` -> (wait status, rusage). A warm run's process (started by its
+    template, see ``templates.WarmProcess``) offers the same."""
+
+    def __init__(self, popen):
+        self.popen = popen
+        self.pid = popen.pid
+        self.stdout = popen.stdout
+
+    @property
+    def returncode(self):
+        return self.popen.returncode
+
+    def exit_fd(self):
+        """A pidfd (the caller closes it), or None where the kernel has none."""
+        return _pidfd(self.pid)
+
+    def exited(self) -> bool:
+        """True once the process has ended, without reaping it (its pid and process
+        group stay valid, so killing the group cannot hit a reused pid)."""
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None
+
+    def reap(self):
+        """(wait status, rusage) of the ended process (blocks if it has not ended)."""
+        try:
+            _pid, wstatus, rusage = os.wait4(self.pid, 0)
+        except ChildProcessError:
+            return (0, None)
+        self.popen.returncode = os.waitstatus_to_exitcode(wstatus)
+        return (wstatus, rusage)
 
 
 def _wait_exited(proc, pidfd, seconds: float) -> bool | None:
     end = time.monotonic() + seconds
     while True:
-        if _exited(proc):
+        if proc.exited():
             return True
         left = end - time.monotonic()
         if left <= 0:
@@ -341,16 +371,6 @@ def _wait_exited(proc, pidfd, seconds: float) -> bool | None:
             select.select([pidfd], [], [], left)
         else:
             time.sleep(min(left, 0.005))
-
-
-def _reap(proc):
-    """(wait status, rusage) of the ended process (blocks if it has not ended)."""
-    try:
-        _pid, wstatus, rusage = os.wait4(proc.pid, 0)
-    except ChildProcessError:
-        return (0, None)
-    proc.returncode = os.waitstatus_to_exitcode(wstatus)
-    return (wstatus, rusage)
 
 
 def _safe_call(fn) -> bool:

@@ -372,6 +372,13 @@ def _prepare(control):
         import netrelay  # from the support dir (sys.path[1] at launch)
 
         netrelay.serve(control["relay"]["socket"], control["relay"]["port"])
+    _prepare_paths(control)
+    _install_site_builtins()
+
+
+def _prepare_paths(control):
+    """The interpreter's paths as ``python`` in the environment has them (also what a
+    warm template sets up once before its imports)."""
     sys.dont_write_bytecode = True  # PYTHONDONTWRITEBYTECODE, which -I ignores
     sys.path[:] = [control["workdir"]] + [p for p in sys.path if p != control["workdir"]]
     if control["support_dir"] not in sys.path:
@@ -390,7 +397,6 @@ def _prepare(control):
             site.addsitedir(path)
         elif path not in sys.path:
             sys.path.append(path)
-    _install_site_builtins()
 
 
 def main(control_fd):

@@ -1,6 +1,7 @@
 """``run_script``'s body: workspace, environment, harness in the sandbox, outcome."""
 
 import functools
+import logging
 import marshal
 import os
 import shutil
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from . import cgroups, identity, sandbox
+from . import cgroups, identity, sandbox, templates
 from .diskguard import DiskGuard
 from .environments import EnvironmentBuildFailed, base_prefix, ensure_environment, site_packages
 from .execute import SIGNAL_NAMES, ProcessResult, watch
@@ -26,6 +27,7 @@ from .workspace import (
     sanitise_name,
 )
 
+logger = logging.getLogger(__name__)
 PROXY_SOCKET = "proxy.sock"
 PROXY_PORT = 3128
 
@@ -102,10 +104,12 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
     env_dir = python.parent.parent
     support = support_dir(str(settings.DATA_DIR))
     limits = spec.limits
+    template = _template(spec, backend, python, env_dir, support)
     group = cgroups.open_run(
         ident.name,
         memory_bytes=limits.memory_mb * 1024 * 1024,
-        max_processes=limits.max_processes,
+        # a warm run's two sandbox processes (before PID 2) are in the group too
+        max_processes=limits.max_processes + (2 if template else 0),
     )
     proxy = None
     guard = DiskGuard(
@@ -132,6 +136,7 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
             ident=ident,
             group=group,
             proxy=proxy,
+            template=template if group is not None else None,
             on_log=on_log,
             on_progress=on_progress,
             should_cancel=should_stop,
@@ -174,6 +179,64 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
     return workspace, outcome
 
 
+def _inside(backend, python, env_dir, support) -> dict:
+    """Where the run finds its environment and support files (ns, bwrap: fixed paths
+    inside the sandbox; rlimit: the host's), and what is bound read-only."""
+    if backend != "rlimit":
+        env_in, support_in = sandbox.INSIDE_ENV, sandbox.INSIDE_SUPPORT
+        ro_paths = [(support, support_in), (env_dir, env_in)]
+        prefix = _base_prefix(env_dir)
+        if prefix is not None and prefix != Path("/usr"):
+            ro_paths.append((prefix, str(prefix)))
+    else:
+        env_in, support_in, ro_paths = str(env_dir), str(support), []
+    return {
+        "env_in": env_in,
+        "support_in": support_in,
+        "ro_paths": ro_paths,
+        "python_in": f"{env_in}/{python.relative_to(env_dir)}",
+        "site_dirs": [env_in + d[len(str(env_dir)) :] for d in _site_dirs(env_dir)],
+    }
+
+
+def _template(spec, backend, python, env_dir, support):
+    """The warm template this run forks from, or None (cold: not ns, warm runs off or
+    impossible here, or the environment's template is still starting)."""
+    if backend != "ns" or templates.problem():
+        return None
+    inside = _inside(backend, python, env_dir, support)
+    layout = {
+        "ro_paths": inside["ro_paths"],
+        "env": _template_env(inside["env_in"]),
+        "executable": inside["python_in"],
+        "support": inside["support_in"],
+        "support_host": str(support),
+        "paths": {
+            "workdir": sandbox.INSIDE_WORK,
+            "support_dir": inside["support_in"],
+            "prefix": inside["env_in"],
+            "site_dirs": inside["site_dirs"],
+        },
+    }
+    try:
+        return templates.template_for(
+            env_dir=env_dir, python=python, layout=layout, imports=spec.imports
+        )
+    except OSError:
+        return None
+
+
+def _template_env(env_in: str) -> dict:
+    """The environment a template imports its modules in: a run's, without what is
+    the run's own (its id, progress fd, secrets)."""
+    env = sandbox.scrubbed_env(
+        env_dir=env_in, home=sandbox.INSIDE_HOME, tmp="/tmp", run_id="", progress_fd=0
+    )  # noqa: S108 - the template's private tmpfs
+    for name in ("SCRIPTORIUM_RUN_ID", "SCRIPTORIUM_PROGRESS_FD"):
+        env.pop(name)
+    return env
+
+
 def _start_proxy(workspace: Workspace):
     """The run's network policy proxy, listening on a socket the sandbox sees in
     /run/scriptorium (the only way out of its network namespace)."""
@@ -199,20 +262,13 @@ def _copy_inputs(spec, workspace: Workspace, script_name: str) -> None:
 
 def _run_harness(
     spec, workspace, backend, python, env_dir, support, *, inside_script, ident, group, proxy,
-    **callbacks,
+    template=None, **callbacks,
 ):  # fmt: skip
     limits = spec.limits
     inside = backend != "rlimit"
-    if inside:  # the sandbox shows the environment and support files at fixed paths
-        env_in, support_in = sandbox.INSIDE_ENV, sandbox.INSIDE_SUPPORT
-        ro_paths = [(support, support_in), (env_dir, env_in)]
-        prefix = _base_prefix(env_dir)
-        if prefix is not None and prefix != Path("/usr"):
-            ro_paths.append((prefix, str(prefix)))
-    else:
-        env_in, support_in, ro_paths = str(env_dir), str(support), []
-    python_in = f"{env_in}/{python.relative_to(env_dir)}"
-    site_dirs = [env_in + d[len(str(env_dir)) :] for d in _site_dirs(env_dir)]
+    paths = _inside(backend, python, env_dir, support)
+    env_in, support_in, ro_paths = paths["env_in"], paths["support_in"], paths["ro_paths"]
+    python_in, site_dirs = paths["python_in"], paths["site_dirs"]
     workdir = sandbox.INSIDE_WORK if inside else str(workspace.work)
     tmp = "/tmp" if inside else str(workspace.tmp)  # noqa: S108 - private tmpfs
     home = sandbox.INSIDE_HOME if inside else str(workspace.home)
@@ -227,6 +283,15 @@ def _run_harness(
         }
 
     def start(result_fd: int, progress_fd: int):
+        if template is not None:
+            try:
+                return _start_warm(result_fd, progress_fd)
+            except templates.TemplateGone as exc:  # it ended meanwhile: cold, as always
+                logger.info("warm template %s gone (%s): run %s starts cold", template.key,
+                            exc, spec.run_id)  # fmt: skip
+        return _start_cold(result_fd, progress_fd)
+
+    def _control(result_fd: int, progress_fd: int) -> dict:
         control = {
             "workdir": workdir,
             "support_dir": support_in,
@@ -246,6 +311,71 @@ def _run_harness(
                 "socket": f"{sandbox.RELAY_DIR}/{PROXY_SOCKET}",
                 "port": PROXY_PORT,
             }
+        return control
+
+    def _env(progress_fd: int) -> dict:
+        env = sandbox.scrubbed_env(
+            env_dir=env_in, home=home, tmp=tmp, run_id=spec.run_id, progress_fd=progress_fd
+        )
+        if relay is not None:
+            from .netpolicy import PROXY_ENV
+
+            env.update(PROXY_ENV)
+        env.update({name: value for name, value in spec.secrets.items() if name not in env})
+        return env
+
+    def _start_warm(result_fd: int, progress_fd: int):
+        """Fork the run from the environment's template (same sandbox, same limits)."""
+        control = _control(templates.FD_RESULT, templates.FD_PROGRESS)
+        user = sandbox.run_user(ident)
+        fds: dict[str, int] = {}
+        out_r, out_w = os.pipe()
+        try:
+            fds["control"] = sandbox._memfd(marshal.dumps(control))
+            fds.update(output=out_w, result=result_fd, progress=progress_fd)
+            fds["work"] = templates.detached_mount(workspace.work)
+            if relay is not None:
+                fds["net"] = templates.detached_mount(workspace.root / "net")
+            for i, path in enumerate(group.procs_files):
+                fds[f"cgroup{i}"] = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            request = {
+                "user": user,
+                "tmpfs": [
+                    ("/tmp", tmp_bytes, 0o1777, None),
+                    ("/dev/shm", tmp_bytes, 0o1777, None),
+                    (sandbox.INSIDE_HOME, tmp_bytes, 0o700, user),
+                ],
+                "identity_files": [
+                    (name.rsplit("/", 1)[1], data)
+                    for name, data, _mode in sandbox._passwd_files(ident)
+                    if name in ("/etc/passwd", "/etc/group")
+                ],
+                "env": _env(templates.FD_PROGRESS),
+                "executable": python_in,
+                "support": support_in,
+                "relay": {
+                    "dir": sandbox.RELAY_DIR,
+                    "socket": f"{sandbox.RELAY_DIR}/{PROXY_SOCKET}",
+                    "port": PROXY_PORT,
+                }
+                if relay is not None
+                else None,
+            }
+            proc = templates.launch(template, request, fds)
+        except BaseException:
+            os.close(out_r)
+            raise
+        finally:
+            for name, fd in fds.items():
+                if name not in ("result", "progress"):  # watch closes those
+                    os.close(fd)
+            if "output" not in fds:
+                os.close(out_w)
+        proc.stdout = open(out_r, "rb", buffering=0)  # noqa: SIM115 - watch closes it
+        return proc
+
+    def _start_cold(result_fd: int, progress_fd: int):
+        control = _control(result_fd, progress_fd)
         # The control record travels in an anonymous memory file whose fd the harness
         # reads and closes first: nothing on disk, no control dir to bind into bwrap.
         control_fd = os.memfd_create("scriptorium-control", os.MFD_CLOEXEC)
@@ -254,18 +384,7 @@ def _run_harness(
             while data:
                 data = data[os.write(control_fd, data) :]
             os.lseek(control_fd, 0, os.SEEK_SET)
-            env = sandbox.scrubbed_env(
-                env_dir=env_in,
-                home=home,
-                tmp=tmp,
-                run_id=spec.run_id,
-                progress_fd=progress_fd,
-            )
-            if relay is not None:
-                from .netpolicy import PROXY_ENV
-
-                env.update(PROXY_ENV)
-            env.update({name: value for name, value in spec.secrets.items() if name not in env})
+            env = _env(progress_fd)
             inner = [python_in, "-I", "-S", "-B", "-u", "-c", LAUNCHER, support_in, str(control_fd)]
             return sandbox.spawn(
                 backend,
@@ -294,7 +413,11 @@ def _run_harness(
             os.close(control_fd)
 
     def kill_tree(proc):
-        sandbox.kill(proc, identity=ident, cgroup=group, backend=backend)
+        if isinstance(proc, templates.WarmProcess):
+            proc.kill()
+            group.kill()
+        else:
+            sandbox.kill(proc, identity=ident, cgroup=group, backend=backend)
 
     return watch(
         start,

@@ -466,29 +466,7 @@ def box_control(
     """The record the ns box (box.py) builds the sandbox from: what to bind where,
     which files and tmpfs to make, who the script runs as, what to execute."""
     user = run_user(identity)
-    dirs = ["/etc", "/dev", "/run", "/home", "/var", INSIDE_WORK]
-    binds: list[tuple[str, str, bool, bool]] = [("/usr", "/usr", False, False)]
-    symlinks = []
-    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        path = Path("/") / name
-        if path.is_symlink():
-            symlinks.append((str(path), os.readlink(path)))
-        elif path.is_dir():
-            binds.append((str(path), str(path), False, False))
-    for name in _ETC_DIRS:
-        binds.append((f"/etc/{name}", f"/etc/{name}", False, True))
-    for node in ("null", "zero", "full", "random", "urandom"):
-        binds.append((f"/dev/{node}", f"/dev/{node}", True, False))
-    symlinks += [
-        ("/dev/fd", "/proc/self/fd"),
-        ("/dev/stdin", "/proc/self/fd/0"),
-        ("/dev/stdout", "/proc/self/fd/1"),
-        ("/dev/stderr", "/proc/self/fd/2"),
-        ("/var/tmp", "/tmp"),
-    ]
-    for source, target in ro_paths:
-        if not str(source).startswith("/usr/") or str(source) != str(target):
-            binds.append((str(source), str(target), False, False))
+    dirs, binds, symlinks = root_layout(ro_paths)
     binds.append((str(work), INSIDE_WORK, True, False))
     if relay is not None:
         binds.append((relay["host_dir"], RELAY_DIR, False, False))
@@ -522,6 +500,36 @@ def box_control(
             "port": relay["port"],
         }
     return control
+
+
+def root_layout(ro_paths: list[tuple[Path, str]]) -> tuple[list, list, list]:
+    """(dirs, binds, symlinks) of the sealed root every ns run (and warm template) sees:
+    the system read-only, the /etc folders programs read, the harmless devices, and
+    ``ro_paths`` (host path, inside path) read-only."""
+    dirs = ["/etc", "/dev", "/run", "/home", "/var", INSIDE_WORK]
+    binds: list[tuple[str, str, bool, bool]] = [("/usr", "/usr", False, False)]
+    symlinks = []
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            symlinks.append((str(path), os.readlink(path)))
+        elif path.is_dir():
+            binds.append((str(path), str(path), False, False))
+    for name in _ETC_DIRS:
+        binds.append((f"/etc/{name}", f"/etc/{name}", False, True))
+    for node in ("null", "zero", "full", "random", "urandom"):
+        binds.append((f"/dev/{node}", f"/dev/{node}", True, False))
+    symlinks += [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+        ("/var/tmp", "/tmp"),
+    ]
+    for source, target in ro_paths:
+        if not str(source).startswith("/usr/") or str(source) != str(target):
+            binds.append((str(source), str(target), False, False))
+    return dirs, binds, symlinks
 
 
 def _memfd(data: bytes) -> int:

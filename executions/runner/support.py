@@ -18,6 +18,7 @@ SUPPORT_FILES = {
     "harness.py": "_scriptorium_harness.py",
     "scriptorium_progress.py": None,
     "box.py": "_scriptorium_box.py",
+    "warm.py": "_scriptorium_warm.py",
     "netrelay.py": None,
 }
 PYC_FORMAT = b"checked-hash pyc v1"  # part of the support dir's name

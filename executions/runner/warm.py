@@ -1,0 +1,637 @@
+"""A warm template: a sealed process that has already imported the harness and an
+environment's heavy modules, and forks a fresh sandboxed process for each run.
+
+Copied into the support dir as ``_scriptorium_warm.py`` and started (by
+``templates.py``, as root) as ``python -I -S -B -u _scriptorium_warm.py CONTROL_FD``
+with the environment's interpreter and an empty environment. It builds the same
+sealed world as the ns box (``_scriptorium_box``) once, then:
+
+- **launcher** (this process, host root): new mount, PID, net, IPC and UTS namespaces;
+- **keeper** (PID 1 of the template, still root): builds the read-only root (system,
+  environment, support files, generic /etc, proc with hidepid=2), pivots into it,
+  forks the template into a *user namespace* whose uid 0 is an unprivileged host uid
+  of its own and which maps the run uid range onto itself;
+- **template** (root only inside its user namespace: no power over any host file
+  it does not own, no network, no host process in sight): imports the harness and the
+  preload list (the packages' import-time code runs here, sealed), refuses to serve
+  when that left threads, shared writable memory or new mounts behind, then accepts
+  run requests on the unix socket the launcher bound on the host.
+
+Per run (request: a ``marshal`` record from the server, which is trusted, and the
+run's fds: output pipe, result and progress pipes, the harness control memfd, the
+workspace as a detached mount (``open_tree``) and the cgroup.procs files):
+
+- **R** (forked): joins the run's cgroups, new mount/PID/net/IPC/UTS/cgroup
+  namespaces, mounts the workspace at /work, fresh tmpfs /tmp, /dev/shm, HOME and the
+  run's passwd/group;
+- **PID 1** of the run: its own /proc, hostname, loopback (and the relay to the
+  policy proxy when the run may use the network); reaps and ends the namespace;
+- **PID 2**: the run uid, no capabilities, no_new_privs, the seccomp filter, only
+  its own fds, a fresh environment and ``__main__``: the harness runs the script.
+
+Replies to the server are ASCII lines: ``S <pid>`` with a pidfd of R, then
+``E <wait status> <user µs> <system µs> <maxrss kB>`` when R has ended.
+"""
+
+import fcntl
+import gc
+import marshal
+import posix as os
+import sys
+
+sys.path.insert(0, sys.argv[0].rpartition("/")[0])  # -I leaves the script's folder out
+import _scriptorium_box as box  # noqa: E402
+import _scriptorium_harness as harness  # noqa: E402
+
+ctypes = box.ctypes
+_libc = box._libc
+SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429  # the same on x86_64 and aarch64
+MOVE_MOUNT_F_EMPTY_PATH = 4
+AT_FDCWD = -100
+SIGKILL, SIGTERM = 9, 15
+F_DUPFD_CLOEXEC = 1030
+RUN_FLAGS = (
+    box.CLONE_NEWNS
+    | box.CLONE_NEWPID
+    | box.CLONE_NEWNET
+    | box.CLONE_NEWIPC
+    | box.CLONE_NEWUTS
+    | box.CLONE_NEWCGROUP
+)
+IDENTITY_DIR = "/run/identity"  # the run's passwd and group (/etc links to them)
+FD_RESULT, FD_PROGRESS, FD_CONTROL = 3, 4, 5  # where PID 2 finds its channels
+MAX_REQUEST = 4 << 20
+
+
+def _move_mount(fd, target):
+    box._check(
+        _libc.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH),
+        f"move_mount {target}",
+    )
+
+
+# --- the launcher and the keeper (host root) ------------------------------------------
+
+
+def main(control_fd):
+    with open(int(control_fd), "rb") as fh:
+        control = marshal.load(fh)
+    for fd in control["cgroup_fds"]:  # the template's own memory limit
+        os.write(fd, b"0")
+        os.close(fd)
+    try:
+        box._check(
+            _libc.unshare(
+                box.CLONE_NEWNS | box.CLONE_NEWPID | box.CLONE_NEWNET | box.CLONE_NEWIPC
+                | box.CLONE_NEWUTS
+            ),
+            "unshare",
+        )  # fmt: skip
+        keeper = os.fork()
+    except BaseException as exc:  # noqa: BLE001
+        _fail(control, f"the template's namespaces: {exc}")
+    if keeper == 0:
+        try:
+            _libc.prctl(box.PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+            _keeper(control)
+        except BaseException as exc:  # noqa: BLE001
+            _fail(control, f"the template's root: {exc}")
+        os._exit(125)
+    os.close(control["listen_fd"])
+    box._exit_with(keeper, reap_all=False)
+
+
+def _fail(control, why):
+    """Say why on the status file and stderr (the template log), then end."""
+    _status(control["status_fd"], {"state": "failed", "reason": why[:500]})
+    os.write(2, f"[scriptorium] warm template failed: {why}\n".encode())
+    os._exit(125)
+
+
+def _status(fd, record):
+    """Replace the status file's content with ``record`` as JSON (the server reads it
+    for /health/ and the admin, and to know the template is ready)."""
+    parts = []
+    harness._json(record, parts)
+    data = "".join(parts).encode()
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+    except OSError:
+        pass
+
+
+def _keeper(control):
+    box._build_root(control)
+    box._check(_libc.sethostname(b"sandbox", 7), "sethostname")
+    box._loopback_up()
+    go_r, go_w = os.pipe()
+    mapped_r, mapped_w = os.pipe()
+    template = os.fork()
+    if template == 0:
+        os.close(go_r)
+        os.close(mapped_w)
+        _libc.prctl(box.PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+        box._check(_libc.unshare(box.CLONE_NEWUSER), "unshare user")
+        os.write(go_w, b"x")
+        if os.read(mapped_r, 1) != b"x":
+            os._exit(125)
+        os.close(go_w)
+        os.close(mapped_r)
+        _template(control)
+        os._exit(0)
+    os.close(go_w)
+    os.close(mapped_r)
+    if os.read(go_r, 1) != b"x":
+        os._exit(125)
+    top = control["template_uid"]
+    lines = f"0 {top} 1\n" + "".join(
+        f"{first} {first} {count}\n" for first, count in control["ranges"]
+    )
+    for name in ("uid_map", "gid_map"):
+        box._write(f"/proc/{template}/{name}", lines)
+    os.write(mapped_w, b"x")
+    os.close(mapped_w)
+    os.close(go_r)
+    os.close(control["listen_fd"])
+    box._exit_with(template, reap_all=True)
+
+
+# --- the template (root of its own user namespace only) ---------------------------------
+
+
+def _template(control):
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    box._check(_libc.unshare(box.CLONE_NEWNS), "unshare mount")  # mounts of its own
+    _libc.clearenv()
+    os.environ.clear()
+    for name, value in control["env"].items():
+        _libc.setenv(name.encode(), value.encode(), 1)
+        os.environ[name.encode()] = value.encode()
+    os.chdir("/")
+    sys.executable = sys._base_executable = control["executable"]  # as a run sees it
+    sys.orig_argv[:] = [control["executable"], "-I", "-S", "-B", "-u"]
+    sys.path[0] = control["support"]
+    import netrelay  # noqa: F401 - for runs that may use the network
+
+    harness._prepare_paths(control["paths"])
+    status_fd = control["status_fd"]
+    mounts_before = _read("/proc/self/mountinfo")
+    loaded, failed = _preload(control["preload"], status_fd)
+    problem = _unfit(mounts_before)
+    if problem:
+        _fail(control, problem)
+    gc.collect()
+    gc.freeze()  # what every run inherits stays shared (no copy on the first collection)
+    serve = Server(control, loaded, failed)
+    serve.loop()
+    os._exit(0)
+
+
+def _read(path):
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _threads():
+    return len(sys._current_frames())
+
+
+def _preload(names, status_fd):
+    """Import each module; one that fails is skipped, one that leaves a Python thread
+    running makes the template unfit (a fork would copy a half-held lock)."""
+    loaded, failed = [], {}
+    for name in names:
+        _status(status_fd, {"state": "starting", "importing": name})
+        try:
+            __import__(name)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit too: a module is not a run
+            failed[name] = f"{type(exc).__name__}: {exc}"[:200]
+            continue
+        if _threads() > 1:
+            _fail_module(status_fd, name)
+        loaded.append(name)
+    return loaded, failed
+
+
+def _fail_module(status_fd, name):
+    _status(status_fd, {"state": "failed", "reason": f"importing {name} starts a thread",
+                        "module": name})  # fmt: skip
+    os._exit(125)
+
+
+def _unfit(mounts_before):
+    """Why the template must not serve after its imports, or ''."""
+    if _threads() > 1:
+        return "a thread is running after the imports"
+    for line in _read("/proc/self/maps").splitlines():
+        perms = line.split()[1] if len(line.split()) > 1 else b""
+        if perms[1:2] == b"w" and perms[3:4] == b"s":
+            return "an import left shared writable memory (it would be shared by every run)"
+    if _read("/proc/self/mountinfo") != mounts_before:
+        return "an import changed the template's mounts"
+    return ""
+
+
+class Server:
+    """The template's loop: accept run requests, fork, report each end."""
+
+    def __init__(self, control, loaded, failed):
+        import selectors
+        import socket
+        import time
+
+        self.socket, self.time = socket, time
+        self.control = control
+        self.listener = socket.socket(fileno=control["listen_fd"])
+        self.listener.setblocking(False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        self.runs = {}  # pidfd -> (pid, connection)
+        self.served = 0
+        self.started = time.time()
+        self.last_used = time.time()
+        self.loaded, self.failed = loaded, failed
+        self.stopping = False
+        self.spare = Spare(socket)
+        self.report("ready")
+
+    def report(self, state):
+        _status(
+            self.control["status_fd"],
+            {
+                "state": state,
+                "pid": os.getpid(),
+                "started": self.started,
+                "last_used": self.last_used,
+                "runs": self.served,
+                "running": len(self.runs),
+                "rss_kb": _rss_kb(),
+                "preloaded": self.loaded,
+                "failed": self.failed,
+            },
+        )
+
+    def loop(self):
+        idle = self.control["idle_seconds"]
+        while True:
+            if self.stopping and not self.runs:
+                return
+            wait = None if self.runs else max(0.0, self.last_used + idle - self.time.time())
+            events = self.selector.select(wait)
+            if not events and not self.runs and self.time.time() >= self.last_used + idle:
+                self.report("stopped (idle)")
+                return
+            for key, _mask in events:
+                if key.data == "accept":
+                    self.accept()
+                elif key.data[0] == "run":
+                    self.reap(key.fd)
+                else:  # the server's side of a run closed (or spoke): it is gone
+                    self.abandon(key.data[1])
+
+    def accept(self):
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        try:
+            conn.settimeout(5)
+            kind, payload, fds = _receive(self.socket, conn)
+        except (OSError, ValueError, EOFError):
+            conn.close()
+            return
+        if kind == b"Q":  # drain: finish the runs in flight, then end
+            self.stopping = True
+            if self.spare is not None:
+                self.spare.discard()
+                _reap_quietly(self.spare.pid)
+                self.spare = None
+            self.selector.unregister(self.listener)
+            self.listener.close()
+            conn.close()
+            return
+        if kind != b"R" or self.stopping:
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        self.start_run(conn, payload, fds)
+
+    def start_run(self, conn, payload, fds):
+        """Give the request to the spare sandbox (a new one if it died), report the
+        run's pid, make the next spare."""
+        import selectors
+
+        for _attempt in range(2):
+            spare, self.spare = self.spare or Spare(self.socket), None
+            if spare.hand_over(self.socket, payload, fds):
+                break
+            spare.discard()
+            _reap_quietly(spare.pid)
+        else:
+            spare = None
+        for fd in fds:
+            os.close(fd)
+        if spare is None:
+            conn.close()
+            return
+        pid = spare.pid
+        pidfd = os.pidfd_open(pid)
+        self.runs[pidfd] = (pid, conn)
+        self.selector.register(pidfd, selectors.EVENT_READ, ("run", pid))
+        self.selector.register(conn, selectors.EVENT_READ, ("conn", pidfd))
+        self.served += 1
+        try:
+            conn.sendmsg(
+                [f"S {pid}\n".encode()],
+                [
+                    (
+                        self.socket.SOL_SOCKET,
+                        self.socket.SCM_RIGHTS,
+                        pidfd.to_bytes(4, sys.byteorder),
+                    )
+                ],
+            )
+        except OSError:
+            self.abandon(pidfd)
+        if not self.stopping:
+            self.spare = Spare(self.socket)
+
+    def abandon(self, pidfd):
+        """The server stopped watching this run: kill it (it is reaped as usual)."""
+        entry = self.runs.get(pidfd)
+        if entry is None:
+            return
+        try:
+            self.selector.unregister(entry[1])
+        except (KeyError, ValueError):
+            pass
+        try:
+            os.kill(entry[0], SIGKILL)
+        except OSError:
+            pass
+
+    def reap(self, pidfd):
+        pid, conn = self.runs.pop(pidfd)
+        self.selector.unregister(pidfd)
+        try:
+            self.selector.unregister(conn)
+        except (KeyError, ValueError):
+            pass
+        os.close(pidfd)
+        _pid, status, usage = os.wait4(pid, 0)
+        utime, stime = int(usage.ru_utime * 1e6), int(usage.ru_stime * 1e6)
+        line = f"E {status} {utime} {stime} {usage.ru_maxrss}\n"
+        try:
+            conn.sendall(line.encode())
+        except OSError:
+            pass
+        conn.close()
+        self.last_used = self.time.time()
+        self.report("ready" if not self.stopping else "stopping")
+
+
+def _reap_quietly(pid):
+    try:
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
+
+
+def _rss_kb():
+    for line in _read("/proc/self/status").splitlines():
+        if line.startswith(b"VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+def _receive(socket, conn):
+    """(kind, payload, fds) of one request: ``kind`` (1 byte), a 4-byte length, the
+    payload; the fds ride on the first part."""
+    data, ancillary, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(64 * 4))
+    fds = _ancillary_fds(socket, ancillary)
+    if len(data) < 5:
+        raise EOFError("short request")
+    size = int.from_bytes(data[1:5], "big")
+    if size > MAX_REQUEST:
+        raise ValueError("request too large")
+    payload = bytearray(data[5:])
+    while len(payload) < size:
+        more = conn.recv(size - len(payload))
+        if not more:
+            raise EOFError("request cut short")
+        payload += more
+    return data[:1], bytes(payload), fds
+
+
+# --- one run (forked from the template) ---------------------------------------------
+
+
+class Spare:
+    """A run's sandbox made ahead of its request: R (new namespaces, waits for PID 1)
+    and PID 1 (its /proc, hostname and loopback ready), which waits on a socket for
+    the request. One is always ready while the template serves."""
+
+    def __init__(self, socket):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            _spare_r(theirs.detach())  # never returns
+        theirs.close()
+        self.pid, self.channel = pid, ours
+
+    def hand_over(self, socket, payload, fds) -> bool:
+        """Give the request and its fds to the spare's PID 1."""
+        try:
+            self.channel.sendmsg(
+                [len(payload).to_bytes(4, "big") + payload],
+                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fd_bytes(fds))],
+            )
+            return True
+        except OSError:
+            return False
+        finally:
+            self.channel.close()
+
+    def discard(self):
+        try:
+            os.kill(self.pid, SIGKILL)
+        except OSError:
+            pass
+        self.channel.close()
+
+
+def _fd_bytes(fds):
+    return b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+
+
+def _spare_r(channel):
+    """R: the run's namespaces; then it only waits for PID 1 and ends with it."""
+    try:
+        box._close_other_fds([channel])
+        _libc.prctl(box.PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+        if os.getppid() == 1:
+            os._exit(125)
+        os.setsid()
+        box._check(_libc.unshare(RUN_FLAGS), "unshare")
+        init = os.fork()
+    except BaseException as exc:  # noqa: BLE001
+        os.write(2, f"[scriptorium] A warm sandbox could not be made: {exc}\n".encode())
+        os._exit(125)
+    if init == 0:
+        try:
+            _libc.prctl(box.PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+            _init(channel)
+        except BaseException as exc:  # noqa: BLE001
+            os.write(2, f"[scriptorium] The sandbox could not start: {exc}\n".encode())
+        os._exit(125)
+    os.close(channel)
+    box._exit_with(init, reap_all=False)
+
+
+def _init(channel):
+    """PID 1 of the run: ready ahead of time, then the request: its fds, cgroups,
+    mounts, network relay; PID 2 runs the script; PID 1 reaps and ends with it."""
+    box._mount("proc", "/proc", "proc", box.MS_NOSUID | box.MS_NODEV | box.MS_NOEXEC, "hidepid=2")
+    box._check(_libc.sethostname(b"sandbox", 7), "sethostname")
+    box._loopback_up()
+    request, fds = _wait_request(channel)
+    by_name = dict(zip(request["fd_names"], fds, strict=True))
+    out = by_name["output"]
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(null)
+    keep = _renumber(by_name)  # name -> fd, all above 9
+    box._close_other_fds(list(keep.values()))
+    for name in [n for n in keep if n.startswith("cgroup")]:
+        os.write(keep.pop(name), b"0")  # PID 1 and all it starts are the run's
+    _mount_run(request, keep)
+    relay = request.get("relay")
+    if relay is not None:
+        import netrelay
+
+        netrelay.serve(relay["socket"], relay["port"])
+    child = os.fork()
+    if child == 0:
+        try:
+            _script_process(request, keep)
+        except BaseException as exc:  # noqa: BLE001
+            os.write(2, f"[scriptorium] The sandbox could not start the script: {exc}\n".encode())
+        os._exit(125)
+    for fd in keep.values():
+        os.close(fd)
+    box._exit_with(child, reap_all=True)
+
+
+def _wait_request(channel):
+    """The request (trusted: the template forwards the server's) and its fds."""
+    import socket
+
+    conn = socket.socket(fileno=channel)
+    data, ancillary, _flags, _addr = conn.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(64 * 4))
+    fds = _ancillary_fds(socket, ancillary)
+    if len(data) < 4:
+        os._exit(0)  # the template let this spare go
+    size = int.from_bytes(data[:4], "big")
+    payload = bytearray(data[4:])
+    while len(payload) < size:
+        more = conn.recv(size - len(payload))
+        if not more:
+            os._exit(125)
+        payload += more
+    conn.close()
+    return marshal.loads(bytes(payload)), fds
+
+
+def _ancillary_fds(socket, ancillary):
+    fds = []
+    for level, kind, blob in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += [
+                int.from_bytes(blob[i : i + 4], sys.byteorder) for i in range(0, len(blob) - 3, 4)
+            ]
+    return fds
+
+
+def _renumber(by_name):
+    moved = {}
+    for name, fd in by_name.items():
+        moved[name] = fcntl.fcntl(fd, F_DUPFD_CLOEXEC, 10)
+        os.close(fd)
+    return moved
+
+
+def _mount_run(request, keep):
+    _move_mount(keep.pop("work"), "/work")
+    box._mount(None, "/work", None, box.MS_REMOUNT | box.MS_BIND | box.MS_NOSUID | box.MS_NODEV)
+    if "net" in keep:
+        _move_mount(keep.pop("net"), box_relay_dir(request))
+        box._mount(
+            None,
+            box_relay_dir(request),
+            None,
+            box.MS_REMOUNT | box.MS_BIND | box.MS_RDONLY | box.MS_NOSUID | box.MS_NODEV,
+        )
+    for target, size, mode, owner in request["tmpfs"]:
+        options = f"size={size},mode={mode:o}"
+        if owner is not None:
+            options += f",uid={owner[0]},gid={owner[1]}"
+        box._mount("tmpfs", target, "tmpfs", box.MS_NOSUID | box.MS_NODEV, options)
+    box._mount("tmpfs", IDENTITY_DIR, "tmpfs", box.MS_NOSUID | box.MS_NODEV, "size=64k,mode=755")
+    for name, data in request["identity_files"]:
+        fd = os.open(f"{IDENTITY_DIR}/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    box._mount(
+        None, IDENTITY_DIR, None, box.MS_REMOUNT | box.MS_RDONLY | box.MS_NOSUID | box.MS_NODEV
+    )
+
+
+def box_relay_dir(request):
+    return request["relay"]["dir"]
+
+
+def _script_process(request, keep):
+    """PID 2: the run's own fds at fixed numbers, no privilege, then the harness."""
+    os.dup2(keep["result"], FD_RESULT)
+    os.dup2(keep["progress"], FD_PROGRESS)
+    os.dup2(keep["control"], FD_CONTROL)
+    box._become_run_user({"cgroup_fds": [], "user": request["user"]})
+    box._close_other_fds([FD_RESULT, FD_PROGRESS, FD_CONTROL])
+    os.chdir("/work")
+    gc.unfreeze()
+    gc.enable()
+    _reseed()
+    box._run_harness_here(
+        {
+            "env": request["env"],
+            "inproc": {
+                "executable": request["executable"],
+                "support": request["support"],
+                "control_fd": FD_CONTROL,
+            },
+        }
+    )
+
+
+def _reseed():
+    """Random state a preloaded module made at import is the same in every fork:
+    give each run its own (``random`` reseeds itself at fork)."""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        try:
+            numpy_random.seed()
+        except BaseException:  # noqa: BLE001, S110 - a run without it still runs
+            pass
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
