@@ -39,7 +39,9 @@ class LogWriter:
         if self._parts and time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, *, record_size: bool = True) -> None:
+        """Write what waits as the next chunk and (``record_size``) the run's
+        ``log_size`` so far."""
         self._last_flush = time.monotonic()
         if not self._parts:
             return
@@ -48,10 +50,13 @@ class LogWriter:
             execution_id=self.execution_id, seq=self.seq, text="".join(self._parts)
         )
         self._parts, self._pending = [], 0
-        Execution.objects.filter(pk=self.execution_id).update(log_size=self.size)
+        if record_size:
+            Execution.objects.filter(pk=self.execution_id).update(log_size=self.size)
 
     def close(self) -> None:
-        self.flush()
+        """Write the last chunk (one INSERT). The caller records ``size`` with the
+        run's outcome: the worker's final UPDATE writes ``log_size``."""
+        self.flush(record_size=False)
 
 
 def log_text(*, execution_id: int, after_seq: int = 0) -> str:

@@ -10,6 +10,7 @@ files as Artifacts and records the outcome.
 
 import functools
 import json
+import operator
 import re
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ import jsonschema
 from django.conf import settings
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts.permissions import user_owns_or_is_staff
@@ -284,27 +286,34 @@ def _rate_limited(message: str, *, limit: int, retry_after: int) -> ApplicationE
 def _check_limits(*, user) -> None:
     """MAX_EXECUTIONS_PER_HOUR (runs started in the last rolling hour) and
     MAX_CONCURRENT_EXECUTIONS (queued or running) for everyone but superusers (0:
-    unlimited), counted in the database inside the caller's transaction, with the
-    user's row locked so that concurrent starts of one user (any web node) queue up
-    behind each other. RATE_LIMITED (429) with ``retry_after`` seconds otherwise."""
+    unlimited), counted in the database (both in one query) inside the caller's
+    transaction, with the user's row locked so that concurrent starts of one user (any
+    web node) queue up behind each other. RATE_LIMITED (429) with ``retry_after``
+    seconds otherwise."""
     per_hour = settings.MAX_EXECUTIONS_PER_HOUR
     concurrent = settings.MAX_CONCURRENT_EXECUTIONS
     if user is None or getattr(user, "is_superuser", False) or not (per_hour or concurrent):
         return
     list(type(user).objects.select_for_update().filter(pk=user.pk).values_list("pk"))
     mine = Execution.objects.filter(requested_by=user)
+    now = timezone.now()
+    counted = {}  # the limits in force, counted in one query
     if concurrent:
-        active = mine.filter(status__in=(Execution.Status.QUEUED, Execution.Status.RUNNING))
-        if active.count() >= concurrent:
-            raise _rate_limited(
-                f"You have {concurrent} runs queued or running, the most allowed at once.",
-                limit=concurrent,
-                retry_after=CONCURRENT_RETRY_AFTER_SECONDS,
-            )
+        counted["active"] = Q(status__in=(Execution.Status.QUEUED, Execution.Status.RUNNING))
     if per_hour:
-        now = timezone.now()
-        window = mine.filter(queued_at__gt=now - timedelta(hours=1))
-        count = window.count()
+        counted["recent"] = Q(queued_at__gt=now - timedelta(hours=1))
+    counts = mine.filter(functools.reduce(operator.or_, counted.values())).aggregate(
+        **{name: Count("pk", filter=condition) for name, condition in counted.items()}
+    )
+    if concurrent and counts["active"] >= concurrent:
+        raise _rate_limited(
+            f"You have {concurrent} runs queued or running, the most allowed at once.",
+            limit=concurrent,
+            retry_after=CONCURRENT_RETRY_AFTER_SECONDS,
+        )
+    if per_hour:
+        window = mine.filter(counted["recent"])
+        count = counts["recent"]
         if count >= per_hour:
             # the run whose ageing out brings the count under the limit
             frees = window.order_by("queued_at").values_list("queued_at", flat=True)[

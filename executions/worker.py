@@ -179,14 +179,35 @@ def execution_run(*, execution_id: int) -> Execution | None:
     """Worker side: claim the queued run and carry it to a final status. Returns None
     when another worker (or a cancel) got there first. Never raises for what the
     script does; an internal error marks the run ``failed`` with INTERNAL_ERROR."""
-    from executions import runner
-
     if not _claim(execution_id):
         logger.info("execution already claimed", execution_id=execution_id)
         return None
     execution = Execution.objects.select_related(
         "script", "script_version__script", "requested_by"
     ).get(pk=execution_id)
+    return _carry(execution)
+
+
+def _run_created(execution: Execution) -> Execution | None:
+    """``execution_run`` for the row the caller has just created (``execution_start``
+    loaded its script, version and user): claimed the same way, then carried without
+    reading the row back."""
+    if not _claim(execution.pk):
+        logger.info("execution already claimed", execution_id=execution.pk)
+        return None
+    version = execution.script_version
+    if version is not None and execution.script is not None:
+        if version.script_id == execution.script_id:
+            version.script = execution.script  # the same row: not fetched again
+    return _carry(execution)
+
+
+def _carry(execution: Execution) -> Execution:
+    """Run the claimed ``execution`` through the runner and record its outcome; returns
+    it as recorded (read back once, after the final UPDATE)."""
+    from executions import runner
+
+    execution_id = execution.pk
     log = LogWriter(execution_id=execution_id)
     fields: dict[str, Any] = {}
     try:
@@ -221,14 +242,16 @@ def execution_run(*, execution_id: int) -> Execution | None:
             "error_code": "INTERNAL_ERROR",
             "error_message": f"Scriptorium failed to run the script ({exc.__class__.__name__}).",
         }
-    log.close()
+    log.close()  # the last chunk; its size is recorded with the outcome, below
     fields.update(finished_at=timezone.now(), log_size=log.size, log_truncated=log.truncated)
-    execution_transition(
+    moved = execution_transition(
         runs=Execution.objects.filter(pk=execution_id),
         source=Execution.Status.RUNNING,
         target=fields.pop("status"),
         **fields,
     )
+    if not moved:  # ended meanwhile (the reaper): the log's size is still recorded
+        Execution.objects.filter(pk=execution_id).update(log_size=log.size)
     execution.refresh_from_db()
     send_execution_finished(execution)  # pipelines advance (jobs)
     logger.info(
@@ -253,21 +276,33 @@ def _deliver(execution: Execution) -> None:
 
 
 def execution_run_and_wait(*, execution: Execution, wait_seconds: float) -> Execution:
-    """Run a queued execution in a thread of this process and wait up to
-    ``wait_seconds`` for it; the run goes on after that (the caller answers 202)."""
+    """Run the queued ``execution`` the caller has just created (with
+    ``execution_start(enqueue=False)``, committed) in a thread of this process and
+    wait up to ``wait_seconds`` for it; the run goes on after that (the caller answers
+    202). Returns the run as recorded: finished, or as it stands when the wait ends.
+    The thread uses ``execution`` as it is (its script, version and user are not
+    fetched again): the caller must not change it meanwhile."""
+    finished: list[Execution] = []
 
     def target():
         try:
-            execution_run(execution_id=execution.pk)
+            ran = _run_created(execution)
+            if ran is not None:
+                finished.append(ran)
         finally:
             connection.close()
 
     if connection.in_atomic_block:
         # The row is not committed yet: no other connection could claim it. Run here.
-        execution_run(execution_id=execution.pk)
+        ran = _run_created(execution)
+        if ran is not None:
+            finished.append(ran)
     else:
         thread = threading.Thread(target=target, name=f"run-{execution.pk}", daemon=True)
         thread.start()
         thread.join(wait_seconds)
-    execution.refresh_from_db()
-    return execution
+    if finished:
+        return finished[0]  # read back by the run itself, after its final UPDATE
+    # Still running (or claimed by someone else): the row as it stands now, read into a
+    # new instance, since the thread may still be using ``execution``.
+    return Execution.objects.get(pk=execution.pk)

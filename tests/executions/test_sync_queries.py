@@ -1,0 +1,120 @@
+"""The sync API path does no work it does not need: the queries of one sync run are
+pinned (issue 10). The runs are real (a sandboxed subprocess each).
+
+Under ``django_db`` the test holds a transaction open, so ``execution_run_and_wait``
+runs the run inline on the request's connection, and every query of the request and
+of the run is counted here. In production the run goes through a thread with its own
+connection: the same queries, with BEGIN/COMMIT where the test has savepoints.
+
+The counts are the same on SQLite and PostgreSQL (Django issues the same savepoints
+on both). Queries that depend on how long a run takes rather than on the run (a
+cancel poll every CANCEL_POLL_SECONDS, a heartbeat every HEARTBEAT_SECONDS, a log
+flush every FLUSH_SECONDS) are put out of reach, so that a slow machine counts the
+same.
+"""
+
+import pytest
+
+from audit.models import AuditEvent
+from executions import logbook, services, worker
+from executions.logbook import log_text
+from executions.models import Execution
+
+LIGHT = "def main(a: int, b: int) -> dict:\n    return {'sum': a + b}\n"
+
+LINES_AND_A_FILE = """
+def main(n: int = 3) -> dict:
+    for i in range(n):
+        print("line", i)
+    with open("out.csv", "w") as fh:
+        fh.write("a,b\\n1,2\\n")
+    return {"n": n}
+"""
+
+# One sync run of a light function script (no log, no file, no secret, no limit):
+#  1 SELECT user (JWT authentication)
+#  2 SELECT folders with the user's access (scripts.permissions: who may run what)
+#  3 SELECT script + folder + current version + owner (script_get_for_run)
+#  4 SAVEPOINT                       } execution_start's transaction.atomic()
+#  5 INSERT Execution (queued)       }   the run is recorded before it starts
+#  6 INSERT AuditEvent run.started   }   (audit's post_save receiver)
+#  7 RELEASE SAVEPOINT               }
+#  8 UPDATE Execution queued -> running (the claim; the row is not read back)
+#  9 UPDATE Execution running -> succeeded, with result, usage and log_size
+# 10 SELECT Execution (the outcome as recorded, for the signal and the answer)
+# 11 SELECT PipelineRunStep (jobs' execution_finished receiver: is it a pipeline step?)
+LIGHT_RUN_QUERIES = 11
+
+# The same with both limits in force: + SELECT the user's row FOR UPDATE (no FOR
+# UPDATE on SQLite, still one query) + one SELECT counting runs active and runs of
+# the last hour together.
+LIMITED_RUN_QUERIES = LIGHT_RUN_QUERIES + 2
+
+# A run printing three lines and leaving one file: the light run's 11, plus
+#  SAVEPOINT, INSERT StoredFile, RELEASE SAVEPOINT (storage's file_store)
+#  INSERT Artifact
+#  INSERT ExecutionLogChunk (the whole log, one chunk: its size goes with the outcome)
+LINES_AND_A_FILE_QUERIES = LIGHT_RUN_QUERIES + 5
+
+
+@pytest.fixture(autouse=True)
+def _no_timed_queries(monkeypatch):
+    monkeypatch.setattr(worker, "CANCEL_POLL_SECONDS", 3600)
+    monkeypatch.setattr(worker, "HEARTBEAT_SECONDS", 3600)
+    monkeypatch.setattr(logbook, "FLUSH_SECONDS", 3600)
+
+
+def _ready(script) -> None:
+    """The script's environment exists (as after its first run, or the admin's "Prepare
+    environment"): a first run would log its building, one chunk more."""
+    services.environment_prepare(script=script)
+
+
+def _sync_run(api, path: str, data: dict) -> dict:
+    response = api.post(f"/api/v1/run/{path}", {"data": data}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+@pytest.mark.django_db
+def test_a_light_sync_run_makes_a_pinned_number_of_queries(
+    api, user, upload, django_assert_num_queries
+):
+    _ready(upload(LIGHT, name="add.py"))
+    with django_assert_num_queries(LIGHT_RUN_QUERIES):
+        body = _sync_run(api, "add.py", {"a": 2, "b": 3})
+    assert body["success"] is True and body["result"] == {"sum": 5}
+    execution = Execution.objects.get(pk=body["execution_id"])
+    assert execution.status == "succeeded" and execution.source == "sync"
+    assert execution.started_at and execution.finished_at and execution.worker
+    assert execution.result == {"sum": 5} and execution.progress_percent == 100
+    assert AuditEvent.objects.filter(
+        action="run.started", target_id=str(execution.pk), actor=user
+    ).exists()
+
+
+@pytest.mark.django_db
+def test_limits_in_force_cost_two_queries(api, upload, settings, django_assert_num_queries):
+    settings.MAX_EXECUTIONS_PER_HOUR = 100
+    settings.MAX_CONCURRENT_EXECUTIONS = 5
+    _ready(upload(LIGHT, name="add.py"))
+    with django_assert_num_queries(LIMITED_RUN_QUERIES):
+        body = _sync_run(api, "add.py", {"a": 1, "b": 1})
+    assert body["success"] is True and body["result"] == {"sum": 2}
+
+
+@pytest.mark.django_db
+def test_a_sync_run_with_log_lines_and_a_file_stays_within_its_count(
+    api, upload, django_assert_max_num_queries
+):
+    _ready(upload(LINES_AND_A_FILE, name="files.py"))
+    with django_assert_max_num_queries(LINES_AND_A_FILE_QUERIES):
+        body = _sync_run(api, "files.py", {"n": 3})
+    assert body["success"] is True and body["result"] == {"n": 3}
+    execution = Execution.objects.get(pk=body["execution_id"])
+    log = log_text(execution_id=execution.pk)
+    assert "line 0\nline 1\nline 2\n" in log
+    assert execution.log_size == len(log.encode()) and not execution.log_truncated
+    assert [(a.name, a.category, a.size) for a in execution.artifacts.all()] == [
+        ("out.csv", "data", 8)
+    ]
