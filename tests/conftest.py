@@ -36,6 +36,16 @@ def pytest_runtest_setup(item):
         _missing("needs Debian's chromium (apt-get install chromium)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_warm_templates():
+    """The warm templates a test process started end with it (a server's outlive its
+    workers; a test session's must not)."""
+    yield
+    from executions.runner import templates
+
+    templates.stop_started_here()
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
     """Throttle counters and other cached state never leak between tests."""

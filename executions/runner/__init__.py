@@ -25,7 +25,15 @@ __all__ = [
     "limits_for",
     "run_script",
     "sandbox_backend_name",
+    "warm_up",
 ]
+
+
+def warm_up(requirements: list[str], *, imports=(), timeout: float = 30.0) -> bool:
+    """Start the environment's warm template and wait until it serves (run.warm_up)."""
+    from .run import warm_up as _warm_up
+
+    return _warm_up(requirements, imports=imports, timeout=timeout)
 
 
 def sandbox_backend_name() -> str:

@@ -125,7 +125,7 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
     try:
         if limits.network and inside:
             proxy = _start_proxy(workspace)
-        result = _run_harness(
+        result, warm = _run_harness(
             spec,
             workspace,
             backend,
@@ -149,6 +149,7 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
         if proxy is not None:
             proxy.close()
     outcome = _outcome(spec, result, backend, oom_kills=oom_kills)
+    outcome.warm = warm
     if guard.reason:  # stopped by the disk guard, not by a person
         outcome.status, outcome.error_code = "failed", "DISK_LIMIT"
         outcome.error_message = guard.reason
@@ -204,8 +205,21 @@ def _template(spec, backend, python, env_dir, support):
     impossible here, or the environment's template is still starting)."""
     if backend != "ns" or templates.problem():
         return None
-    inside = _inside(backend, python, env_dir, support)
-    layout = {
+    try:
+        return templates.template_for(
+            env_dir=env_dir,
+            python=python,
+            layout=template_layout(python, env_dir, support),
+            imports=spec.imports,
+        )
+    except OSError:
+        return None
+
+
+def template_layout(python: Path, env_dir: Path, support: Path) -> dict:
+    """What a warm template of the environment is built from (see templates.py)."""
+    inside = _inside("ns", python, env_dir, support)
+    return {
         "ro_paths": inside["ro_paths"],
         "env": _template_env(inside["env_in"]),
         "executable": inside["python_in"],
@@ -218,12 +232,6 @@ def _template(spec, backend, python, env_dir, support):
             "site_dirs": inside["site_dirs"],
         },
     }
-    try:
-        return templates.template_for(
-            env_dir=env_dir, python=python, layout=layout, imports=spec.imports
-        )
-    except OSError:
-        return None
 
 
 def _template_env(env_in: str) -> dict:
@@ -282,10 +290,14 @@ def _run_harness(
             "port": PROXY_PORT,
         }
 
+    how = {"warm": False}
+
     def start(result_fd: int, progress_fd: int):
         if template is not None:
             try:
-                return _start_warm(result_fd, progress_fd)
+                proc = _start_warm(result_fd, progress_fd)
+                how["warm"] = True
+                return proc
             except templates.TemplateGone as exc:  # it ended meanwhile: cold, as always
                 logger.info("warm template %s gone (%s): run %s starts cold", template.key,
                             exc, spec.run_id)  # fmt: skip
@@ -419,7 +431,7 @@ def _run_harness(
         else:
             sandbox.kill(proc, identity=ident, cgroup=group, backend=backend)
 
-    return watch(
+    result = watch(
         start,
         kill_tree=kill_tree,
         timeout=limits.timeout_seconds,
@@ -427,6 +439,7 @@ def _run_harness(
         log_limit=limits.log_bytes,
         **callbacks,
     )
+    return result, how["warm"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -545,3 +558,21 @@ def _cpu(pr: ProcessResult) -> int | None:
     if pr.record is not None and isinstance(pr.record.get("cpu_ms"), int):
         return max(pr.record["cpu_ms"], pr.cpu_time_ms or 0)
     return pr.cpu_time_ms
+
+
+def warm_up(requirements: list[str], *, imports=(), timeout: float = 30.0) -> bool:
+    """Make sure the environment's warm template is ready (start it and wait): True
+    when runs of it will fork warm, False when warm runs are off or impossible here,
+    or it did not get ready in ``timeout`` seconds. For operators and tests; a run
+    itself never waits for a template."""
+    backend = sandbox.backend_name()
+    if backend != "ns" or templates.problem():
+        return False
+    python = ensure_environment(list(requirements))
+    env_dir = python.parent.parent
+    support = support_dir(str(settings.DATA_DIR))
+    layout = template_layout(python, env_dir, support)
+    template = templates.wait_ready(
+        env_dir=env_dir, python=python, layout=layout, imports=imports, timeout=timeout
+    )
+    return template is not None

@@ -48,3 +48,4 @@ class RunOutcome:
     files: list[CollectedFile] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)  # "name: reason"
     duration_seconds: float = 0.0
+    warm: bool = False  # forked from a warm template (else started cold)

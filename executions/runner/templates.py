@@ -302,6 +302,8 @@ def template_control(layout: dict, *, listen_fd, status_fd, uid, cgroup_fds, pre
         "paths": layout["paths"],
         "preload": preload,
         "idle_seconds": settings.RUN_WARM_IDLE_SECONDS,
+        "watch_paths": [],  # set by _start
+        "stem": "",
     }
 
 
@@ -336,6 +338,8 @@ def _start(key, env_dir, env_id, python, layout, preload) -> None:
             cgroup_fds=cgroup_fds,
             preload=preload,
         )
+        control["watch_paths"] = [str(python), str(settings.DATA_DIR)]
+        control["stem"] = str(stem)
         control_fd = sandbox._memfd(marshal.dumps(control))
         popen = subprocess.Popen(
             [str(python), "-I", "-S", "-B", "-u", f"{layout['support_host']}/_scriptorium_warm.py",
@@ -409,6 +413,21 @@ def stop_all(*, now: bool = False) -> int:
         for record in records:
             _stop(record, now=now)
     return len(records)
+
+
+def stop_started_here() -> int:
+    """Kill the templates this process started, whatever instance (test sessions and
+    benchmarks end with this; a server's templates outlive its workers)."""
+    count = 0
+    for key, popen in list(_launchers.items()):
+        if popen.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                popen.wait(5)
+            count += 1
+        _launchers.pop(key, None)
+    return count
 
 
 def wait_ready(*, env_dir: Path, python: Path, layout: dict, imports=(), timeout=30.0):

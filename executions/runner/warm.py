@@ -98,7 +98,41 @@ def main(control_fd):
             _fail(control, f"the template's root: {exc}")
         os._exit(125)
     os.close(control["listen_fd"])
-    box._exit_with(keeper, reap_all=False)
+    _watch(keeper, control)
+
+
+def _watch(keeper, control):
+    """The launcher's duty: end with the keeper; end it (and the whole template)
+    when the data it serves is gone (the environment or the data dir removed)."""
+    import time
+
+    while True:
+        try:
+            pid, status = os.waitpid(keeper, os.WNOHANG)
+        except ChildProcessError:
+            os._exit(125)
+        if pid == keeper:
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+        if not all(_exists(path) for path in control["watch_paths"]):
+            try:
+                os.kill(keeper, SIGKILL)  # PID 1 of the template: everything in it dies
+            except OSError:
+                pass
+            stem = control["stem"]
+            for suffix in (".json", ".sock", ".status", ".log"):
+                try:
+                    os.unlink(stem + suffix)
+                except OSError:
+                    pass
+        time.sleep(1)
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
 
 
 def _fail(control, why):
@@ -205,20 +239,24 @@ def _preload(names, status_fd):
     loaded, failed = [], {}
     for name in names:
         _status(status_fd, {"state": "starting", "importing": name})
+        written = os.fstat(1).st_size + os.fstat(2).st_size
         try:
             __import__(name)
         except BaseException as exc:  # noqa: BLE001 - SystemExit too: a module is not a run
             failed[name] = f"{type(exc).__name__}: {exc}"[:200]
             continue
         if _threads() > 1:
-            _fail_module(status_fd, name)
+            _fail_module(status_fd, name, "starts a thread")
+        if os.fstat(1).st_size + os.fstat(2).st_size != written:  # a run must see that itself
+            _fail_module(status_fd, name, "prints when imported")
         loaded.append(name)
     return loaded, failed
 
 
-def _fail_module(status_fd, name):
-    _status(status_fd, {"state": "failed", "reason": f"importing {name} starts a thread",
-                        "module": name})  # fmt: skip
+def _fail_module(status_fd, name, why):
+    """Say which module made the template unfit (the server starts the next one
+    without it), then end."""
+    _status(status_fd, {"state": "failed", "reason": f"importing {name} {why}", "module": name})
     os._exit(125)
 
 
@@ -385,13 +423,13 @@ class Server:
         _pid, status, usage = os.wait4(pid, 0)
         utime, stime = int(usage.ru_utime * 1e6), int(usage.ru_stime * 1e6)
         line = f"E {status} {utime} {stime} {usage.ru_maxrss}\n"
+        self.last_used = self.time.time()
+        self.report("ready" if not self.stopping else "stopping")  # before the run's end is told
         try:
             conn.sendall(line.encode())
         except OSError:
             pass
         conn.close()
-        self.last_used = self.time.time()
-        self.report("ready" if not self.stopping else "stopping")
 
 
 def _reap_quietly(pid):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from executions.runner import RunSpec, limits_for, run_script, sandbox
+from executions.runner import RunSpec, limits_for, run_script, sandbox, warm_up
 from tests.conftest import REQUIRE_SERVICES
 
 
@@ -51,15 +51,36 @@ def require_ns():
         pytest.skip(f"needs user/mount/PID/network namespaces: {problem}")
 
 
-@pytest.fixture(params=["ns", "bwrap", "rlimit"])
+def require_warm():
+    from executions.runner import templates
+
+    require_ns()
+    problem = templates.problem()
+    if problem:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"warm runs are unusable ({problem}), but SCRIPTORIUM_REQUIRE_SERVICES=1")
+        pytest.skip(f"needs warm templates: {problem}")
+
+
+def _use_backend(settings, name: str) -> str:
+    """Set SANDBOX_BACKEND for ``name``: "ns" is the cold ns path (RUN_WARM off),
+    "ns-warm" the ns backend with every run forked from a warm template."""
+    if name == "bwrap":
+        require_bwrap()
+    if name == "ns":
+        require_ns()
+    if name == "ns-warm":
+        require_warm()
+    settings.SANDBOX_BACKEND = "ns" if name == "ns-warm" else name
+    settings.RUN_WARM = name == "ns-warm"
+    return name
+
+
+@pytest.fixture(params=["ns", "ns-warm", "bwrap", "rlimit"])
 def backend(request, settings):
     """The sandbox backend under test (set as SANDBOX_BACKEND): ns (the built-in
-    default), bwrap, and rlimit named by the operator."""
-    if request.param == "bwrap":
-        require_bwrap()
-    if request.param == "ns":
-        require_ns()
-    settings.SANDBOX_BACKEND = request.param
+    default) cold and warm, bwrap, and rlimit named by the operator."""
+    _use_backend(settings, request.param)
     if request.param == "rlimit":
         require_rlimit_reachable()
     return request.param
@@ -73,15 +94,10 @@ def require_rlimit_reachable():
         pytest.skip(f"rlimit cannot reach the data dir under {blocked} (a private parent)")
 
 
-@pytest.fixture(params=["ns", "bwrap"])
+@pytest.fixture(params=["ns", "ns-warm", "bwrap"])
 def isolating_backend(request, settings):
     """The backends that promise isolation (the containment tests of issue 9)."""
-    if request.param == "bwrap":
-        require_bwrap()
-    else:
-        require_ns()
-    settings.SANDBOX_BACKEND = request.param
-    return request.param
+    return _use_backend(settings, request.param)
 
 
 @pytest.fixture
@@ -102,10 +118,11 @@ class Run:
 
 
 @pytest.fixture
-def run():
+def run(settings):
     """``run(source, **options) -> Run``: runs a script to the end. Options: call_style
     (default kwargs), inputs, argv, requirements, input_files, filename, run_id,
-    should_cancel, and any Limits field (timeout_seconds=..., memory_mb=...)."""
+    should_cancel, and any Limits field (timeout_seconds=..., memory_mb=...). With the
+    ns-warm backend the run must fork from a warm template (waited for first)."""
 
     def go(
         source,
@@ -120,6 +137,7 @@ def run():
         should_cancel=None,
         keep=None,
         trusted=False,
+        imports=(),
         **limit_overrides,
     ):
         limits = dataclasses.replace(limits_for(), **limit_overrides)
@@ -134,7 +152,11 @@ def run():
             input_files=list(input_files),
             limits=limits,
             trusted=trusted,
+            imports=imports,
         )
+        warm = settings.SANDBOX_BACKEND == "ns" and settings.RUN_WARM
+        if warm:
+            assert warm_up(list(requirements), imports=imports), "the template never got ready"
         log, progress = [], []
         with run_script(
             spec,
@@ -148,6 +170,8 @@ def run():
             }
             if keep is not None:
                 keep(outcome)
+        if warm:
+            assert outcome.warm, "the run did not fork from the warm template"
         return Run(outcome, "".join(log), progress, files)
 
     return go

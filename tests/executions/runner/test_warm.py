@@ -1,0 +1,242 @@
+"""Warm runs: forked from a sealed template per environment, each run a fresh
+process; a template that crashes, idles, or whose environment changes is survived.
+(The containment and fidelity tests run on the warm path too: backend "ns-warm".)"""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from executions.runner import templates, warm_up
+from executions.runner.environments import READY, ensure_environment
+from tests.executions.runner.conftest import _use_backend
+from tests.executions.runner.test_environments import _wheel
+
+FRESH = """
+import json, os, random, sys
+
+def main():
+    seen = {
+        "json_marked": hasattr(json, "_left_by_an_earlier_run"),
+        "tmp_file": os.path.exists("/tmp/left.txt"),
+        "home_file": os.path.exists(os.path.expanduser("~/left.txt")),
+        "env": os.environ.get("LEFT_BY_AN_EARLIER_RUN"),
+        "work": sorted(os.listdir(".")),
+        "preloaded": "json" in sys.modules,
+        "pid": os.getpid(),
+        "random": random.random(),
+    }
+    json._left_by_an_earlier_run = True
+    for path in ("/tmp/left.txt", os.path.expanduser("~/left.txt")):
+        with open(path, "w") as fh:
+            fh.write("x")
+    os.environ["LEFT_BY_AN_EARLIER_RUN"] = "yes"
+    return seen
+"""
+
+
+@pytest.fixture
+def warm(settings):
+    return _use_backend(settings, "ns-warm")
+
+
+@pytest.fixture
+def own_data_dir(settings, tmp_path):
+    """A data dir (and so a set of templates) of the test's own."""
+    os.chmod(tmp_path, 0o711)
+    settings.DATA_DIR = tmp_path
+    settings.ENVS_DIR = tmp_path / "envs"
+    settings.WORKSPACES_DIR = tmp_path / "workspaces"
+    yield tmp_path
+    templates.stop_all(now=True)
+
+
+def _only(state="ready"):
+    found = [t for t in templates.status() if t["state"] == state]
+    assert len(found) == 1, templates.status()
+    return found[0]
+
+
+def _gone(pid, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_each_warm_run_is_a_fresh_process(run, warm):
+    first = run(FRESH, imports=("json", "os", "random", "sys"))
+    second = run(FRESH, imports=("json", "os", "random", "sys"))
+    for outcome in (first, second):
+        assert outcome.status == "succeeded", outcome.log
+        assert outcome.warm
+        seen = outcome.result
+        assert seen["preloaded"] is True  # imported by the template, not by the run
+        assert not seen["json_marked"], "a module global of an earlier run survived"
+        assert not seen["tmp_file"] and not seen["home_file"], "files of an earlier run survived"
+        assert seen["env"] is None, "the environment of an earlier run survived"
+        assert seen["work"] == ["script.py"]
+        assert seen["pid"] == 2  # PID 2 of a new PID namespace, as a cold run
+    assert first.result["random"] != second.result["random"], "runs share random state"
+
+
+def test_template_is_shown_with_its_runs_memory_and_modules(run, warm, own_data_dir):
+    run("def main():\n    return {}\n", imports=("json",))
+    run("def main():\n    return {}\n", imports=("json",))
+    template = _only()
+    assert template["runs"] >= 2
+    assert template["memory_kb"] > 1000
+    assert "json" in template["preloaded"]
+    assert template["environment"] == ensure_environment([]).parent.parent.name
+    assert template["age_seconds"] >= 0
+
+
+def test_runs_at_once_fork_from_one_template(run, warm):
+    results, errors = [], []
+
+    def go():
+        try:
+            results.append(run("import time\ndef main():\n    time.sleep(0.3)\n    return {}\n"))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [r.status for r in results] == ["succeeded"] * 4
+    assert all(r.warm for r in results)
+
+
+def test_a_crashed_template_is_replaced_and_the_run_in_flight_fails_clearly(
+    run, warm, own_data_dir
+):
+    from executions.runner import RunSpec, limits_for, run_script
+
+    assert warm_up([])
+    template = _only()
+    spec = RunSpec(
+        run_id="crash",
+        source="import time\ndef main():\n    time.sleep(30)\n",
+        filename="script.py",
+        call_style="kwargs",
+        inputs={},
+        argv=[],
+        requirements=[],
+        input_files=[],
+        limits=limits_for(),
+    )
+    killer = threading.Timer(0.8, os.killpg, (template["pid"], signal.SIGKILL))
+    killer.start()
+    started = time.monotonic()
+    with run_script(spec, on_log=lambda _text: None) as outcome:
+        assert outcome.warm
+        assert outcome.status == "failed"
+        assert outcome.error_code == "KILLED"
+    assert time.monotonic() - started < 10  # not the 30 s of the script, nor the timeout
+    killer.join()
+    assert _gone(template["pid"])
+    # the next run goes cold while a new template starts, then runs are warm again
+    after = run("def main():\n    return {'ok': True}\n")
+    assert after.status == "succeeded" and after.warm
+    assert _only()["pid"] != template["pid"]
+
+
+def test_an_environment_change_retires_its_template(run, warm, own_data_dir):
+    from executions.runner import RunSpec, limits_for, run_script
+
+    assert warm_up([])
+    old = _only()
+    env_dir = ensure_environment([]).parent.parent
+    marker = env_dir / READY
+    marker.unlink()  # the environment is rebuilt: a new ready marker (a new inode)
+    marker.write_text("rebuilt\n")
+    spec = RunSpec(
+        run_id="changed",
+        source="def main():\n    return {}\n",
+        filename="script.py",
+        call_style="kwargs",
+        inputs={},
+        argv=[],
+        requirements=[],
+        input_files=[],
+        limits=limits_for(),
+    )
+    with run_script(spec, on_log=lambda _text: None) as outcome:
+        assert outcome.status == "succeeded"
+        assert not outcome.warm  # the old template no longer serves this environment
+    assert _gone(old["pid"])
+    after = run("def main():\n    return {}\n")
+    assert after.warm
+    assert _only()["pid"] != old["pid"]
+
+
+def test_an_idle_template_ends_by_itself(warm, own_data_dir, settings):
+    settings.RUN_WARM_IDLE_SECONDS = 1
+    assert warm_up([])
+    pid = _only()["pid"]
+    assert _gone(pid, seconds=10)
+    assert templates.status() == []
+
+
+def test_a_template_ends_when_its_data_dir_is_removed(warm, settings, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chmod(tmp_path, 0o711)
+    settings.DATA_DIR = data
+    settings.ENVS_DIR = data / "envs"
+    settings.WORKSPACES_DIR = data / "workspaces"
+    assert warm_up([])
+    pid = _only()["pid"]
+    import shutil
+
+    shutil.rmtree(data)
+    assert _gone(pid, seconds=10)
+
+
+@pytest.fixture
+def unfit_index(tmp_path, settings):
+    """Local wheels: one prints when imported, one starts a thread, one is quiet."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    os.chmod(tmp_path, 0o755)
+    _wheel(wheels, "scriptorium-noisy", "1.0", {"scriptorium_noisy/__init__.py": (
+        "print('hello from noisy')\n")})  # fmt: skip
+    _wheel(wheels, "scriptorium-threaded", "1.0", {"scriptorium_threaded/__init__.py": (
+        "import threading, time\n"
+        "threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n")})  # fmt: skip
+    _wheel(wheels, "scriptorium-quiet", "1.0", {"scriptorium_quiet/__init__.py": "VALUE = 7\n"})
+    settings.ENVS_INSTALL_ARGS = ["--no-index", "--find-links", str(wheels)]
+    return wheels
+
+
+@pytest.mark.slow
+def test_modules_that_print_or_start_threads_are_not_preloaded(run, warm, unfit_index):
+    source = (
+        "import scriptorium_noisy, scriptorium_threaded, scriptorium_quiet, threading\n"
+        "def main():\n"
+        "    return {'value': scriptorium_quiet.VALUE, 'threads': threading.active_count()}\n"
+    )
+    reqs = ["scriptorium-noisy==1.0", "scriptorium-threaded==1.0", "scriptorium-quiet==1.0"]
+    imports = ("scriptorium_noisy", "scriptorium_threaded", "scriptorium_quiet", "threading")
+    outcome = run(source, requirements=reqs, imports=imports)
+    assert outcome.status == "succeeded", outcome.log
+    assert outcome.warm
+    assert "hello from noisy" in outcome.log  # the run imported it itself, as a cold run
+    assert outcome.result == {"value": 7, "threads": 2}
+    env_name = ensure_environment(reqs).parent.parent.name
+    serving = [t for t in templates.status() if t["environment"] == env_name]
+    assert [t["state"] for t in serving] == ["ready"]
+    assert "scriptorium_quiet" in serving[0]["preloaded"]
+    assert "scriptorium_noisy" not in serving[0]["preloaded"]
+    assert "scriptorium_threaded" not in serving[0]["preloaded"]
