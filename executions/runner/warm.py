@@ -208,6 +208,9 @@ def _template(control):
     sys.executable = sys._base_executable = control["executable"]  # as a run sees it
     sys.orig_argv[:] = [control["executable"], "-I", "-S", "-B", "-u"]
     sys.path[0] = control["support"]
+    import atexit  # noqa: F401 - what the harness imports for every run
+    import resource  # noqa: F401
+
     import netrelay  # noqa: F401 - for runs that may use the network
 
     harness._prepare_paths(control["paths"])
