@@ -307,8 +307,25 @@ def template_control(layout: dict, *, listen_fd, status_fd, uid, cgroup_fds, pre
     }
 
 
+def _prune_ended(older_than: float = 600.0) -> None:
+    """Remove the files of ended templates of any instance (a test session or an
+    instance that is gone), once they are ``older_than`` seconds old."""
+    cutoff = time.time() - older_than
+    for meta_path in _dir().glob("*.json"):
+        try:
+            if meta_path.stat().st_mtime > cutoff:
+                continue
+            meta = json.loads(meta_path.read_text())
+            meta["key"] = ""
+        except (OSError, ValueError):
+            continue
+        if not _alive(meta):
+            _remove_files(meta_path.with_suffix(""))
+
+
 def _start(key, env_dir, env_id, python, layout, preload) -> None:
     """Start the template's launcher in the background (detached from this process)."""
+    _prune_ended()
     stem = _dir() / f"{_instance()}-{key}"
     _remove_files(stem)
     root = Path(settings.DATA_DIR) / "runner" / "warm-roots" / key

@@ -80,13 +80,14 @@ def main(control_fd):
         os.write(fd, b"0")
         os.close(fd)
     try:
+        # not the mount namespace: the launcher keeps the host's view (it watches the
+        # data it serves); the keeper makes its own before it pivots
         box._check(
             _libc.unshare(
-                box.CLONE_NEWNS | box.CLONE_NEWPID | box.CLONE_NEWNET | box.CLONE_NEWIPC
-                | box.CLONE_NEWUTS
+                box.CLONE_NEWPID | box.CLONE_NEWNET | box.CLONE_NEWIPC | box.CLONE_NEWUTS
             ),
             "unshare",
-        )  # fmt: skip
+        )
         keeper = os.fork()
     except BaseException as exc:  # noqa: BLE001
         _fail(control, f"the template's namespaces: {exc}")
@@ -156,6 +157,7 @@ def _status(fd, record):
 
 
 def _keeper(control):
+    box._check(_libc.unshare(box.CLONE_NEWNS), "unshare mount")
     box._build_root(control)
     box._check(_libc.sethostname(b"sandbox", 7), "sethostname")
     box._loopback_up()

@@ -99,6 +99,16 @@ def test_template_is_shown_with_its_runs_memory_and_modules(run, warm, own_data_
     assert template["age_seconds"] >= 0
 
 
+def test_a_run_outlives_the_launchers_first_checks(run, warm, own_data_dir):
+    """The launcher looks every second whether its data still exists: from the host's
+    view (a launcher that shared the template's pivoted root saw nothing and killed
+    the template, and its runs, after a second)."""
+    outcome = run("import time\ndef main():\n    time.sleep(2.5)\n    return {'ok': True}\n")
+    assert outcome.status == "succeeded", outcome.log
+    assert outcome.result == {"ok": True}
+    assert _only()["runs"] >= 1
+
+
 def test_runs_at_once_fork_from_one_template(run, warm):
     results, errors = [], []
 
