@@ -1,4 +1,5 @@
-"""Admin for runs: read-only records, a live log page, cancel and rerun actions."""
+"""Admin for runs: read-only records, a live log page, cancel and rerun actions, and the
+warm templates page (admin_warm.py)."""
 
 from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404
@@ -7,7 +8,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from config.errors import ApplicationError
-from executions import admin_run, services
+from executions import admin_run, admin_warm, services
 from executions.logbook import log_tail
 from executions.models import Artifact, Execution
 
@@ -160,6 +161,11 @@ class ExecutionAdmin(admin.ModelAdmin):
                 "<int:pk>/live/",
                 self.admin_site.admin_view(self.live_view),
                 name="executions_execution_live",
+            ),
+            path(
+                "warm/",
+                self.admin_site.admin_view(lambda request: admin_warm.warm_view(self, request)),
+                name="executions_warm_templates",
             ),
         ]
         return extra + super().get_urls()
