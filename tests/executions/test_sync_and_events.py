@@ -2,6 +2,7 @@ import threading
 import time
 
 import pytest
+from django.db import connection
 
 from executions import services
 from executions.events import event_stream
@@ -151,7 +152,14 @@ def test_events_follow_a_live_run(user, upload):
         "    return {}\n"
     )
     execution = services.execution_start(user=user, script_ref=script.pk, enqueue=False)
-    runner = threading.Thread(target=services.execution_run, kwargs={"execution_id": execution.pk})
+
+    def carry():
+        try:
+            services.execution_run(execution_id=execution.pk)
+        finally:
+            connection.close()  # the thread's own: PostgreSQL drops the test database after
+
+    runner = threading.Thread(target=carry)
     runner.start()
     seen = []
     for frame in event_stream(execution_id=execution.pk):
