@@ -59,6 +59,23 @@ def _only(state="ready"):
     return found[0]
 
 
+def _spec(run_id, source):
+    """A base-environment run of ``source`` started without waiting for a template."""
+    from executions.runner import RunSpec, limits_for
+
+    return RunSpec(
+        run_id=run_id,
+        source=source,
+        filename="script.py",
+        call_style="kwargs",
+        inputs={},
+        argv=[],
+        requirements=[],
+        input_files=[],
+        limits=limits_for(),
+    )
+
+
 def _gone(pid, seconds=10.0):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -131,21 +148,11 @@ def test_runs_at_once_fork_from_one_template(run, warm):
 def test_a_crashed_template_is_replaced_and_the_run_in_flight_fails_clearly(
     run, warm, own_data_dir
 ):
-    from executions.runner import RunSpec, limits_for, run_script
+    from executions.runner import run_script
 
     assert warm_up([])
     template = _only()
-    spec = RunSpec(
-        run_id="crash",
-        source="import time\ndef main():\n    time.sleep(30)\n",
-        filename="script.py",
-        call_style="kwargs",
-        inputs={},
-        argv=[],
-        requirements=[],
-        input_files=[],
-        limits=limits_for(),
-    )
+    spec = _spec("crash", "import time\ndef main():\n    time.sleep(30)\n")
     killer = threading.Timer(0.8, os.killpg, (template["pid"], signal.SIGKILL))
     killer.start()
     started = time.monotonic()
@@ -163,7 +170,7 @@ def test_a_crashed_template_is_replaced_and_the_run_in_flight_fails_clearly(
 
 
 def test_an_environment_change_retires_its_template(run, warm, own_data_dir):
-    from executions.runner import RunSpec, limits_for, run_script
+    from executions.runner import run_script
 
     assert warm_up([])
     old = _only()
@@ -171,17 +178,7 @@ def test_an_environment_change_retires_its_template(run, warm, own_data_dir):
     marker = env_dir / READY
     marker.unlink()  # the environment is rebuilt: a new ready marker (a new inode)
     marker.write_text("rebuilt\n")
-    spec = RunSpec(
-        run_id="changed",
-        source="def main():\n    return {}\n",
-        filename="script.py",
-        call_style="kwargs",
-        inputs={},
-        argv=[],
-        requirements=[],
-        input_files=[],
-        limits=limits_for(),
-    )
+    spec = _spec("changed", "def main():\n    return {}\n")
     with run_script(spec, on_log=lambda _text: None) as outcome:
         assert outcome.status == "succeeded"
         assert not outcome.warm  # the old template no longer serves this environment
