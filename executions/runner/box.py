@@ -263,16 +263,31 @@ def _become_run_user(control):
     for fd in control["cgroup_fds"]:
         os.write(fd, b"0")
         os.close(fd)
-    for cap in range(64):  # the bounding set: nothing can ever be regained
+    _drop_bounding_set()
+    _become(control["user"])
+    _seal()
+
+
+def _drop_bounding_set():
+    """Empty the capability bounding set: nothing can ever be regained by exec."""
+    for cap in range(64):
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             break
-    user = control["user"]
-    if user is not None:  # real root: a uid of the run's own (this drops every capability)
+
+
+def _become(user):
+    """Take the run's uid and gid, no groups (this drops every capability), when
+    ``user`` is (uid, gid); in a user namespace exec clears the capabilities."""
+    if user is not None:
         uid, gid = user
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
-    # in a user namespace exec clears the capabilities (the uid inside is not 0)
+
+
+def _seal():
+    """no_new_privs and the run's seccomp filter (inherited by all it starts; both
+    allow the uid change that may still follow)."""
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     if os.uname().machine in _ARCH:
         _apply_seccomp()

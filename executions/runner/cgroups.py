@@ -53,6 +53,7 @@ class RunCgroup:
             except OSError:
                 pass
         deadline = time.monotonic() + 1.0
+        pause = 0.0002  # a killed process is usually gone in well under a millisecond
         while time.monotonic() < deadline:
             pids = self.pids()
             if not pids:
@@ -62,7 +63,8 @@ class RunCgroup:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-            time.sleep(0.005)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
 
     def peak_memory_bytes(self) -> int | None:
         """The most memory the run's tree held at once (RSS, tmpfs, page cache)."""
@@ -86,14 +88,18 @@ class RunCgroup:
         """Kill what is left and remove the groups."""
         self.kill()
         for path in self.dirs:
-            for _ in range(50):
+            deadline, pause = time.monotonic() + 0.5, 0.0002
+            while True:
                 try:
                     path.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    time.sleep(0.01)
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.01)
 
 
 def _read_int(path: Path) -> int | None:

@@ -106,10 +106,7 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
     limits = spec.limits
     template = _template(spec, backend, python, env_dir, support)
     group = cgroups.open_run(
-        ident.name,
-        memory_bytes=limits.memory_mb * 1024 * 1024,
-        # a warm run's two sandbox processes (before PID 2) are in the group too
-        max_processes=limits.max_processes + (2 if template else 0),
+        ident.name, memory_bytes=limits.memory_mb * 1024 * 1024, max_processes=limits.max_processes
     )
     proxy = None
     guard = DiskGuard(
@@ -342,6 +339,8 @@ def _run_harness(
         user = sandbox.run_user(ident)
         fds: dict[str, int] = {}
         out_r, out_w = os.pipe()
+        exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
+        fds["exit"] = exit_w  # PID 1 of the run reports the script's end on it
         try:
             fds["control"] = sandbox._memfd(marshal.dumps(control))
             fds.update(output=out_w, result=result_fd, progress=progress_fd)
@@ -373,9 +372,10 @@ def _run_harness(
                 if relay is not None
                 else None,
             }
-            proc = templates.launch(template, request, fds)
+            proc = templates.launch(template, request, fds, exit_fd=exit_r)
         except BaseException:
             os.close(out_r)
+            os.close(exit_r)
             raise
         finally:
             for name, fd in fds.items():

@@ -21,6 +21,7 @@ import hashlib
 import json
 import marshal
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -49,6 +50,11 @@ NEVER_PRELOAD = frozenset(
 )
 _lock = threading.Lock()
 _launchers: dict[str, subprocess.Popen] = {}  # key -> the launcher this process started
+# key -> (template, when it was last found ready, its record): runs within READY_FOR
+# seconds skip reading the template files (its launcher is still looked at); a
+# template that turns a run away is forgotten at once
+_ready: dict[str, tuple["Template", float, dict]] = {}
+READY_FOR = 2.0
 
 
 class TemplateGone(Exception):
@@ -168,6 +174,9 @@ def template_for(*, env_dir: Path, python: Path, layout: dict, imports=()) -> Te
     key = hashlib.sha256(
         json.dumps([str(env_dir), env_id, str(python), layout["support_host"], preload]).encode()
     ).hexdigest()[:16]
+    known = _ready.get(key)
+    if known is not None and time.monotonic() - known[1] < READY_FOR and _alive(known[2]):
+        return known[0]
     with _lock:
         records = _records()
         own = [r for r in records if r["env_dir"] == str(env_dir)]
@@ -182,7 +191,9 @@ def template_for(*, env_dir: Path, python: Path, layout: dict, imports=()) -> Te
             for record in own:  # the newest preload list serves; older ones go
                 if record["key"] != key and record["env_id"] == env_id:
                     _stop(record)
-            return Template(key, exact["socket"])
+            template = Template(key, exact["socket"])
+            _ready[key] = (template, time.monotonic(), exact)
+            return template
         elif exact["state"] == "failed":
             _note_failure(exact, env_dir)
         usable = [r for r in own if r["env_id"] == env_id and r["state"] == "ready"]
@@ -217,13 +228,18 @@ def _records() -> list[dict]:
 
 
 def _read_status(path: Path) -> dict:
-    """The template's own account of itself: read as untrusted data."""
-    try:
-        with open(path, "rb") as fh:
-            data = json.loads(fh.read(STATUS_MAX) or b"{}")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """The template's own account of itself: read as untrusted data (read again
+    when caught half-written)."""
+    for attempt in range(3):
+        try:
+            with open(path, "rb") as fh:
+                data = json.loads(fh.read(STATUS_MAX) or b"{}")
+            return data if isinstance(data, dict) else {}
+        except OSError:
+            return {}
+        except ValueError:
+            time.sleep(0.001 * (attempt + 1))
+    return {}
 
 
 def _alive(meta: dict) -> bool:
@@ -400,6 +416,7 @@ def _start(key, env_dir, env_id, python, layout, preload) -> None:
 
 def _stop(record: dict, *, now: bool = False) -> None:
     """Ask a template to finish its runs in flight and end (``now``: kill it)."""
+    _ready.pop(record["key"], None)
     if not now:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
@@ -505,9 +522,13 @@ def _int(value) -> int | None:
 # --- one run ------------------------------------------------------------------------
 
 
-def launch(template: Template, request: dict, fds: dict[str, int]) -> "WarmProcess":
+def launch(
+    template: Template, request: dict, fds: dict[str, int], *, exit_fd: int
+) -> "WarmProcess":
     """Hand one run to ``template``: ``request`` (see warm.py) and the run's fds by
-    name. Returns the run's process, or raises TemplateGone (run it cold)."""
+    name, among them ``exit``, the write end of the pipe whose read end is ``exit_fd``
+    (the returned process owns it from then on). Returns the run's process, or raises
+    TemplateGone (run it cold)."""
     names = list(fds)
     payload = marshal.dumps({**request, "fd_names": names})
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -522,8 +543,9 @@ def launch(template: Template, request: dict, fds: dict[str, int]) -> "WarmProce
         line, pidfd = _read_started(conn)
     except (OSError, ValueError) as exc:
         conn.close()
+        _ready.pop(template.key, None)
         raise TemplateGone(str(exc)) from exc
-    return WarmProcess(conn, pid=line, pidfd=pidfd)
+    return WarmProcess(conn, pid=line, pidfd=pidfd, exit_fd=exit_fd)
 
 
 def _read_started(conn) -> tuple[int, int | None]:
@@ -548,32 +570,34 @@ def _read_started(conn) -> tuple[int, int | None]:
 
 class WarmProcess:
     """A run's process started by a template, as ``execute.watch`` follows it: the
-    template reports its end (``E status utime stime maxrss``) on the connection."""
+    run's PID 1 reports the script's end (``E status utime stime maxrss``) on the exit
+    pipe as soon as it has reaped it; the pipe closes without a report when the run's
+    sandbox died (killed, or its template gone). The template connection stays open
+    while the run lives: closing it ends the run."""
 
-    def __init__(self, conn: socket.socket, *, pid: int, pidfd: int | None):
-        self.conn, self.pid, self.pidfd = conn, pid, pidfd
+    def __init__(self, conn: socket.socket, *, pid: int, pidfd: int | None, exit_fd: int):
+        self.conn, self.pid, self.pidfd, self.exit_r = conn, pid, pidfd, exit_fd
         self.stdout = None  # set by the caller: the read end of the output pipe
         self.returncode = None
         self._buffer = b""
         self._ended = None  # (wait status, rusage) once known
 
     def exit_fd(self):
-        return os.dup(self.conn.fileno())
+        return os.dup(self.exit_r)
 
     def _take(self, timeout: float | None) -> None:
         if self._ended is not None:
             return
-        self.conn.settimeout(timeout)
-        try:
-            data = self.conn.recv(256)
-        except (BlockingIOError, TimeoutError):
+        if not select.select([self.exit_r], [], [], timeout)[0]:
             return
+        try:
+            data = os.read(self.exit_r, 256)
         except OSError:
             data = b""
         self._buffer += data
         if b"\n" in self._buffer:
             self._ended = _parse_end(self._buffer.split(b"\n", 1)[0])
-        elif not data or len(self._buffer) > 200:  # the template ended or misbehaved
+        elif not data or len(self._buffer) > 200:  # the sandbox died or misbehaved
             self._ended = (None, None)
 
     def exited(self) -> bool:
@@ -585,7 +609,7 @@ class WarmProcess:
         while self._ended is None and time.monotonic() < deadline:
             self._take(max(0.01, deadline - time.monotonic()))
         status, usage = self._ended or (None, None)
-        if status is None:  # the template is gone: its runs died with it
+        if status is None:  # the sandbox died unreported (killed, or its template gone)
             status = signal.SIGKILL
         self.returncode = os.waitstatus_to_exitcode(status)
         self.close()
@@ -602,6 +626,9 @@ class WarmProcess:
             with contextlib.suppress(OSError):
                 os.close(self.pidfd)
             self.pidfd = None
+        if self.exit_r is not None:
+            os.close(self.exit_r)
+            self.exit_r = None
         self.conn.close()
 
 
