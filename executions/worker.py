@@ -2,15 +2,19 @@
 only code that starts processes), stream its log, keep its files, record the outcome.
 
 ``execution_run`` is what a django-q2 worker calls; ``execution_run_and_wait`` is the
-sync API's way to run in a thread of the web process.
+sync API's way to run in a thread of the web process (one of its run threads, kept
+between runs with their database connections: see ``_RunThreads``).
 """
 
+import os
+import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from django.db import connection
+from django.db import close_old_connections, connection, connections
 from django.utils import timezone
 
 from config.errors import ApplicationError
@@ -26,21 +30,28 @@ logger = get_logger("scriptorium.executions")
 
 HEARTBEAT_SECONDS = 5
 CANCEL_POLL_SECONDS = 0.5
+RUN_THREAD_IDLE_SECONDS = 60  # a sync-run thread with nothing to do for this long ends
 
 
-def _claim(execution_id: int) -> bool:
+def _claim(execution_id: int) -> dict[str, Any] | None:
+    """Claim the queued run (a conditional UPDATE): the fields written, or None when
+    it was not queued any more (claimed by another worker, cancelled)."""
     now = timezone.now()
     worker = f"{socket.gethostname()}:{threading.get_native_id()}"
-    return bool(
-        execution_transition(
-            runs=Execution.objects.filter(pk=execution_id),
-            source=Execution.Status.QUEUED,
-            target=Execution.Status.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
-            worker=worker[:255],
-        )
+    fields = {"started_at": now, "heartbeat_at": now, "worker": worker[:255]}
+    moved = execution_transition(
+        runs=Execution.objects.filter(pk=execution_id),
+        source=Execution.Status.QUEUED,
+        target=Execution.Status.RUNNING,
+        **fields,
     )
+    return {"status": Execution.Status.RUNNING, **fields} if moved else None
+
+
+def _set(execution: Execution, fields: dict[str, Any]) -> None:
+    """Put on ``execution`` what an UPDATE of its row just wrote."""
+    for name, value in fields.items():
+        setattr(execution, name, value)
 
 
 class _RunWatch:
@@ -48,8 +59,9 @@ class _RunWatch:
     the log when due, heartbeats the row and notices a cancel request, touching the
     run's row at most every CANCEL_POLL_SECONDS."""
 
-    def __init__(self, execution_id: int, log: LogWriter):
-        self.execution_id = execution_id
+    def __init__(self, execution: Execution, log: LogWriter):
+        self.execution = execution
+        self.execution_id = execution.pk
         self.log = log
         self.last_poll = self.last_beat = time.monotonic()  # just claimed: nothing to ask yet
         self.cancelled = False
@@ -61,7 +73,9 @@ class _RunWatch:
             return self.cancelled
         self.last_poll = now
         if now - self.last_beat >= HEARTBEAT_SECONDS:
-            Execution.objects.filter(pk=self.execution_id).update(heartbeat_at=timezone.now())
+            beat = {"heartbeat_at": timezone.now()}
+            Execution.objects.filter(pk=self.execution_id).update(**beat)
+            _set(self.execution, beat)
             self.last_beat = now
         self.cancelled = Execution.objects.filter(
             pk=self.execution_id, cancel_requested_at__isnull=False
@@ -69,7 +83,7 @@ class _RunWatch:
         return self.cancelled
 
 
-def _progress_writer(execution_id: int):
+def _progress_writer(execution: Execution):
     last = {"at": 0.0}
 
     def on_progress(percent: int, message: str) -> None:
@@ -77,9 +91,12 @@ def _progress_writer(execution_id: int):
         if now - last["at"] < 0.2 and percent < 100:
             return
         last["at"] = now
-        Execution.objects.filter(pk=execution_id).update(
-            progress_percent=max(0, min(100, int(percent))), progress_message=str(message)[:500]
-        )
+        progress = {
+            "progress_percent": max(0, min(100, int(percent))),
+            "progress_message": str(message)[:500],
+        }
+        Execution.objects.filter(pk=execution.pk).update(**progress)
+        _set(execution, progress)
 
     return on_progress
 
@@ -192,9 +209,11 @@ def _run_created(execution: Execution) -> Execution | None:
     """``execution_run`` for the row the caller has just created (``execution_start``
     loaded its script, version and user): claimed the same way, then carried without
     reading the row back."""
-    if not _claim(execution.pk):
+    claimed = _claim(execution.pk)
+    if claimed is None:
         logger.info("execution already claimed", execution_id=execution.pk)
         return None
+    _set(execution, claimed)
     version = execution.script_version
     if version is not None and execution.script is not None:
         if version.script_id == execution.script_id:
@@ -204,11 +223,15 @@ def _run_created(execution: Execution) -> Execution | None:
 
 def _carry(execution: Execution) -> Execution:
     """Run the claimed ``execution`` through the runner and record its outcome; returns
-    it as recorded (read back once, after the final UPDATE)."""
+    it as recorded. The row is not read back when the final UPDATE moved it: what the
+    worker wrote to it (claim, heartbeats, progress, outcome) is set on ``execution``
+    as it is written, and nothing else writes to a running row but a cancel request,
+    after which it is read back (as it is when the run ended meanwhile: the reaper)."""
     from executions import runner
 
     execution_id = execution.pk
     log = LogWriter(execution_id=execution_id)
+    watch = _RunWatch(execution, log)
     fields: dict[str, Any] = {}
     try:
         if execution.script_version is None:
@@ -217,8 +240,8 @@ def _carry(execution: Execution) -> Execution:
         with runner.run_script(
             spec,
             on_log=log.write,
-            on_progress=_progress_writer(execution_id),
-            should_cancel=_RunWatch(execution_id, log),
+            on_progress=_progress_writer(execution),
+            should_cancel=watch,
         ) as outcome:
             log.truncated = outcome.log_truncated
             _store_artifacts(execution=execution, outcome=outcome, log=log)
@@ -244,15 +267,19 @@ def _carry(execution: Execution) -> Execution:
         }
     log.close()  # the last chunk; its size is recorded with the outcome, below
     fields.update(finished_at=timezone.now(), log_size=log.size, log_truncated=log.truncated)
+    target = fields.pop("status")
     moved = execution_transition(
         runs=Execution.objects.filter(pk=execution_id),
         source=Execution.Status.RUNNING,
-        target=fields.pop("status"),
+        target=target,
         **fields,
     )
     if not moved:  # ended meanwhile (the reaper): the log's size is still recorded
         Execution.objects.filter(pk=execution_id).update(log_size=log.size)
-    execution.refresh_from_db()
+    if moved and not watch.cancelled:
+        _set(execution, {"status": target, **fields})
+    else:  # the row holds what others wrote (a cancel request, the reaper's status)
+        execution.refresh_from_db()
     send_execution_finished(execution)  # pipelines advance (jobs)
     logger.info(
         "execution finished",
@@ -275,22 +302,74 @@ def _deliver(execution: Execution) -> None:
         logger.exception("run report could not be queued", execution_id=execution.pk)
 
 
+class _RunThreads:
+    """The threads that carry sync runs in this process. A run takes an idle thread or
+    starts a new one (it never waits for one: a run past its caller's wait goes on in
+    its thread while new runs start); a thread idle for RUN_THREAD_IDLE_SECONDS ends.
+    Around each run a thread treats its database connections as Django treats a
+    request's (``close_old_connections``: CONN_MAX_AGE, CONN_HEALTH_CHECKS, a connection
+    left unusable by an error is closed), so that with persistent connections a run
+    does not open one. A forked child starts with no threads."""
+
+    def __init__(self):
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a job, minus the jobs put for them
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+
+    def submit(self, job: Callable[[], None], *, name: str) -> None:
+        """Run ``job()`` in an idle run thread, or in a new one."""
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                self._jobs.put((job, name))
+                return
+        threading.Thread(target=self._serve, args=(job, name), name=name, daemon=True).start()
+
+    def _serve(self, job: Callable[[], None], name: str) -> None:
+        jobs = self._jobs
+        try:
+            while True:
+                threading.current_thread().name = name
+                close_old_connections()
+                try:
+                    job()
+                except Exception:  # a job's bug must not end the thread silently
+                    logger.exception("sync run thread: job failed")
+                finally:
+                    close_old_connections()
+                threading.current_thread().name = "run-idle"
+                with self._lock:
+                    self._idle += 1
+                try:
+                    job, name = jobs.get(timeout=RUN_THREAD_IDLE_SECONDS)
+                    continue
+                except queue.Empty:
+                    pass
+                with self._lock:  # a job put while the wait timed out is this thread's
+                    try:
+                        job, name = jobs.get_nowait()
+                    except queue.Empty:
+                        self._idle -= 1
+                        return
+        finally:
+            connections.close_all()
+
+
+_run_threads = _RunThreads()
+
+
 def execution_run_and_wait(*, execution: Execution, wait_seconds: float) -> Execution:
     """Run the queued ``execution`` the caller has just created (with
-    ``execution_start(enqueue=False)``, committed) in a thread of this process and
+    ``execution_start(enqueue=False)``, committed) in a run thread of this process and
     wait up to ``wait_seconds`` for it; the run goes on after that (the caller answers
     202). Returns the run as recorded: finished, or as it stands when the wait ends.
     The thread uses ``execution`` as it is (its script, version and user are not
     fetched again): the caller must not change it meanwhile."""
     finished: list[Execution] = []
-
-    def target():
-        try:
-            ran = _run_created(execution)
-            if ran is not None:
-                finished.append(ran)
-        finally:
-            connection.close()
 
     if connection.in_atomic_block:
         # The row is not committed yet: no other connection could claim it. Run here.
@@ -298,11 +377,20 @@ def execution_run_and_wait(*, execution: Execution, wait_seconds: float) -> Exec
         if ran is not None:
             finished.append(ran)
     else:
-        thread = threading.Thread(target=target, name=f"run-{execution.pk}", daemon=True)
-        thread.start()
-        thread.join(wait_seconds)
+        done = threading.Event()
+
+        def job() -> None:
+            try:
+                ran = _run_created(execution)
+                if ran is not None:
+                    finished.append(ran)
+            finally:
+                done.set()
+
+        _run_threads.submit(job, name=f"run-{execution.pk}")
+        done.wait(wait_seconds)
     if finished:
-        return finished[0]  # read back by the run itself, after its final UPDATE
+        return finished[0]  # as recorded by the run itself, with its final UPDATE
     # Still running (or claimed by someone else): the row as it stands now, read into a
     # new instance, since the thread may still be using ``execution``.
     return Execution.objects.get(pk=execution.pk)

@@ -546,7 +546,10 @@ def pipeline_run_advance(*, execution: Execution) -> PipelineRun | None:
     step with the step's input and its result merged over it, or end the pipeline run
     (succeeded, with the last step's result; failed at a step that did not succeed,
     its later steps skipped). Idempotent: a step is advanced once. Returns the
-    pipeline run, or None when the execution is not a pipeline step."""
+    pipeline run, or None when the execution is not a pipeline step (only runs a
+    pipeline started, with source "pipeline", are: the others cost no query)."""
+    if execution.source != Execution.Source.PIPELINE:
+        return None
     step = PipelineRunStep.objects.filter(execution_id=execution.pk).first()
     if step is None or execution.status not in Execution.FINISHED:
         return None

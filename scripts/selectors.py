@@ -16,10 +16,9 @@ from scripts.models import Script, ScriptParameter, ScriptVersion
 
 def script_get(*, user, ref: int | str) -> Script:
     """The script with id or logical path ``ref`` if ``user`` may see it; else
-    NotFoundError (404)."""
-    queryset = permissions.scripts_runnable_by(user=user).select_related(
-        "folder", "current_version", "owner"
-    )
+    NotFoundError (404). One query for the script (with its folder, current version and
+    owner), then the folder rule of scripts.permissions on that script alone: no query
+    for a top-level script or for staff, one over the folder's ancestors otherwise."""
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         lookup = Q(pk=int(ref))
         if isinstance(ref, str):
@@ -29,10 +28,12 @@ def script_get(*, user, ref: int | str) -> Script:
         lookup = Q(logical_path=path)
         if not path.endswith(".py"):  # "samples/hello" names samples/hello.py
             lookup |= Q(logical_path=f"{path}.py")
-    script = queryset.filter(lookup).order_by("pk").first()
-    if script is None:
-        raise NotFoundError(f"No script {ref!r}.", {"script": ref})
-    return script
+    if user_is_active(user):
+        candidates = Script.objects.select_related("folder", "current_version", "owner")
+        for script in candidates.filter(lookup).order_by("pk"):  # at most two rows
+            if permissions.script_can_run(user=user, script=script):
+                return script
+    raise NotFoundError(f"No script {ref!r}.", {"script": ref})
 
 
 def script_get_for_run(*, user, ref: int | str) -> Script:

@@ -13,12 +13,15 @@ chunk for lines printed PROMPT_SECONDS after the last one, a partial line held
 FLUSH_SECONDS) are put out of reach, so that a slow machine counts the same.
 """
 
+import textwrap
+
 import pytest
 
 from audit.models import AuditEvent
 from executions import logbook, services, worker
 from executions.logbook import log_text
 from executions.models import Execution
+from scripts import services as script_services
 
 LIGHT = "def main(a: int, b: int) -> dict:\n    return {'sum': a + b}\n"
 
@@ -31,26 +34,31 @@ def main(n: int = 3) -> dict:
     return {"n": n}
 """
 
-# One sync run of a light function script (no log, no file, no secret, no limit):
+# One sync run of a light function script at the top level (no log, no file, no
+# secret, no limit):
 #  1 SELECT user (JWT authentication)
-#  2 SELECT folders with the user's access (scripts.permissions: who may run what)
-#  3 SELECT script + folder + current version + owner (script_get_for_run)
-#  4 SAVEPOINT                       } execution_start's transaction.atomic()
-#  5 INSERT Execution (queued)       }   the run is recorded before it starts
-#  6 INSERT AuditEvent run.started   }   (audit's post_save receiver)
-#  7 RELEASE SAVEPOINT               }
-#  8 UPDATE Execution queued -> running (the claim; the row is not read back)
-#  9 UPDATE Execution running -> succeeded, with result, usage and log_size
-# 10 SELECT Execution (the outcome as recorded, for the signal and the answer)
-# 11 SELECT PipelineRunStep (jobs' execution_finished receiver: is it a pipeline step?)
-LIGHT_RUN_QUERIES = 11
+#  2 SELECT script + folder + current version + owner (script_get_for_run); the
+#    top level needs no folder permission query
+#  3 SAVEPOINT                       } execution_start's transaction.atomic()
+#  4 INSERT Execution (queued)       }   the run is recorded before it starts
+#  5 INSERT AuditEvent run.started   }   (audit's post_save receiver)
+#  6 RELEASE SAVEPOINT               }
+#  7 UPDATE Execution queued -> running (the claim; the row is not read back)
+#  8 UPDATE Execution running -> succeeded, with result, usage and log_size (the row is
+#    not read back either: the worker knows what it wrote; and jobs' execution_finished
+#    receiver asks no question about a run that no pipeline started)
+LIGHT_RUN_QUERIES = 8
+
+# A script in a folder: + SELECT the folder and its ancestors with the user's group
+# access (scripts.permissions: may they read it?), those rows only.
+IN_A_FOLDER_QUERIES = LIGHT_RUN_QUERIES + 1
 
 # The same with both limits in force: + SELECT the user's row FOR UPDATE (no FOR
 # UPDATE on SQLite, still one query) + one SELECT counting runs active and runs of
 # the last hour together.
 LIMITED_RUN_QUERIES = LIGHT_RUN_QUERIES + 2
 
-# A run printing three lines and leaving one file: the light run's 11, plus
+# A run printing three lines and leaving one file: the light run's 8, plus
 #  SAVEPOINT, INSERT StoredFile, RELEASE SAVEPOINT (storage's file_store)
 #  INSERT Artifact
 #  INSERT ExecutionLogChunk (the whole log, one chunk: its size goes with the outcome)
@@ -97,6 +105,19 @@ def test_a_light_sync_run_makes_a_pinned_number_of_queries(
     assert AuditEvent.objects.filter(
         action="run.started", target_id=str(execution.pk), actor=user
     ).exists()
+
+
+@pytest.mark.django_db
+def test_a_script_in_a_folder_costs_one_query_for_its_folder(api, user, django_assert_num_queries):
+    outer = script_services.folder_create(user=user, name="team")
+    inner = script_services.folder_create(user=user, name="reports", parent=outer)
+    version = script_services.script_upload(
+        user=user, file_name="add.py", content=textwrap.dedent(LIGHT).encode(), folder=inner
+    )
+    _ready(version.script)
+    with django_assert_num_queries(IN_A_FOLDER_QUERIES):
+        body = _sync_run(api, "team/reports/add.py", {"a": 2, "b": 2})
+    assert body["success"] is True and body["result"] == {"sum": 4}
 
 
 @pytest.mark.django_db
