@@ -89,7 +89,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# Persistent connections (seconds; 0: one per request): opening one costs more than a
+# light request's own queries (on SQLite, each new connection also reads the schema).
+# A connection is checked before a request reuses it (CONN_HEALTH_CHECKS), and the
+# sync API's run threads reuse theirs the same way (executions.worker).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
 if env("TEST_DATABASE_NAME", default=""):
     # Lets several developers run the PostgreSQL suite on one server at once.
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}

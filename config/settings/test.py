@@ -18,6 +18,10 @@ atexit.register(shutil.rmtree, os.environ["DATA_DIR"], ignore_errors=True)
 from .base import *  # noqa: E402,F401,F403
 from .base import CACHES, DATA_DIR, MEDIA_ROOT, Q_CLUSTER, REDIS_URL, REST_FRAMEWORK  # noqa: E402
 
+# A connection per request and per run thread, closed after it (as before persistent
+# connections): PostgreSQL drops the test database only when no thread holds one.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not memory: runs started in a thread (sync API) need a second connection.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}  # noqa: F405
