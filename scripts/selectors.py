@@ -14,11 +14,11 @@ from scripts.inspection.requirements import merge_requirements
 from scripts.models import Script, ScriptParameter, ScriptVersion
 
 
-def script_get(*, user, ref: int | str) -> Script:
-    """The script with id or logical path ``ref`` if ``user`` may see it; else
-    NotFoundError (404). One query for the script (with its folder, current version and
-    owner), then the folder rule of scripts.permissions on that script alone: no query
-    for a top-level script or for staff, one over the folder's ancestors otherwise."""
+def _script_find(*, user, ref: int | str, related: tuple[str, ...]) -> Script:
+    """The script with id or logical path ``ref`` if ``user`` may see it, with the
+    ``related`` rows loaded; else NotFoundError (404). One query for the script, then
+    the folder rule of scripts.permissions on that script alone: no query for a
+    top-level script or for staff, one over the folder's ancestors otherwise."""
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         lookup = Q(pk=int(ref))
         if isinstance(ref, str):
@@ -29,19 +29,28 @@ def script_get(*, user, ref: int | str) -> Script:
         if not path.endswith(".py"):  # "samples/hello" names samples/hello.py
             lookup |= Q(logical_path=f"{path}.py")
     if user_is_active(user):
-        candidates = Script.objects.select_related("folder", "current_version", "owner")
-        for script in candidates.filter(lookup).order_by("pk"):  # at most two rows
+        # At most two rows (an id and a path, or a path with and without ".py"): the
+        # lowest id the user may see wins, ordered here rather than in SQL.
+        rows = Script.objects.select_related(*related).filter(lookup).order_by()
+        for script in sorted(rows, key=lambda row: row.pk):
             if permissions.script_can_run(user=user, script=script):
                 return script
     raise NotFoundError(f"No script {ref!r}.", {"script": ref})
+
+
+def script_get(*, user, ref: int | str) -> Script:
+    """The script with id or logical path ``ref`` if ``user`` may see it, with its
+    folder, current version and owner; else NotFoundError (404). A query for the
+    script, and one for its folder's access unless it is at the top level."""
+    return _script_find(user=user, ref=ref, related=("folder", "current_version", "owner"))
 
 
 def script_get_for_run(*, user, ref: int | str) -> Script:
     """The script to run: ``ref`` is an id or a logical path ("samples/hello.py").
     NotFoundError (404) when missing or hidden from ``user``; SCRIPT_DISABLED (409)
     when disabled; SCRIPT_HAS_NO_VERSION (409) without a version. Folder and
-    current_version are loaded."""
-    script = script_get(user=user, ref=ref)
+    current_version are loaded (not the owner: a run does not need it)."""
+    script = _script_find(user=user, ref=ref, related=("folder", "current_version"))
     if not script.enabled:
         raise ApplicationError(
             "SCRIPT_DISABLED",

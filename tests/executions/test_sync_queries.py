@@ -37,8 +37,8 @@ def main(n: int = 3) -> dict:
 # One sync run of a light function script at the top level (no log, no file, no
 # secret, no limit):
 #  1 SELECT user (JWT authentication)
-#  2 SELECT script + folder + current version + owner (script_get_for_run); the
-#    top level needs no folder permission query
+#  2 SELECT script + folder + current version (script_get_for_run); the top level
+#    needs no folder permission query
 #  3 SAVEPOINT                       } execution_start's transaction.atomic()
 #  4 INSERT Execution (queued)       }   the run is recorded before it starts
 #  5 INSERT AuditEvent run.started   }   (audit's post_save receiver)

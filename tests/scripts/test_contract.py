@@ -144,7 +144,7 @@ class TestGetForRun:
         script = upload(user, "hello.py", HELLO, folder=folder).script
         assert selectors.script_get_for_run(user=user, ref=script.pk) == script
         assert selectors.script_get_for_run(user=user, ref=str(script.pk)) == script
-        with django_assert_num_queries(2):  # visibility + the script
+        with django_assert_num_queries(2):  # the script, then its folder's access
             found = selectors.script_get_for_run(user=user, ref="reports/hello.py")
             assert found.folder.path == "reports" and found.current_version.number == 1
 
