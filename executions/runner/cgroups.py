@@ -84,9 +84,11 @@ class RunCgroup:
                 return int(value or 0)
         return 0
 
-    def remove(self) -> None:
-        """Kill what is left and remove the groups."""
+    def remove(self) -> bool:
+        """Kill what is left and remove the groups. True when they are gone (so no
+        process of the run is left: a group with a process in it cannot be removed)."""
         self.kill()
+        removed = True
         for path in self.dirs:
             deadline, pause = time.monotonic() + 0.5, 0.0002
             while True:
@@ -97,9 +99,11 @@ class RunCgroup:
                     break
                 except OSError:
                     if time.monotonic() >= deadline:
+                        removed = False
                         break
                     time.sleep(pause)
                     pause = min(pause * 2, 0.01)
+        return removed
 
 
 def _read_int(path: Path) -> int | None:

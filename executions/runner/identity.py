@@ -4,7 +4,11 @@ host) and, when the server is root, a uid of its own from ``RUN_UID_RANGE``.
 A uid is held with an exclusive ``flock`` on ``RUN_UID_LOCK_DIR/<uid>`` for as long as
 the run lives; every Scriptorium instance on the host uses the same directory, so two
 instances never hand out the same uid at once, and a crashed worker's locks vanish
-with it. Before a uid is handed out, any process still owned by it is killed.
+with it. Before a uid is handed out, any process still owned by it is killed, unless
+the uid was never handed out (its lock file is new) or the lock file says its last
+holder released it clean (nothing of it was left: its run's cgroup was emptied and
+removed, or no process of the uid was found). A holder that crashed never wrote
+that, so its leftovers are looked for and killed.
 """
 
 import fcntl
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 ATTEMPTS = 64
+CLEAN, BUSY = b"clean\n", b"busy\n\0"  # what a lock file says of its uid (same length)
 
 
 @dataclass
@@ -28,12 +33,20 @@ class RunIdentity:
     uid: int | None
     gid: int | None
     _lock_fd: int | None = None
+    # set by the runner when every process the uid can have had is known dead: the
+    # run's cgroup, which all of them joined before taking the uid, was emptied and
+    # removed. Then release() need not look for them.
+    contained: bool = False
 
     def release(self) -> None:
-        """Kill anything still running as the uid, then free it."""
-        if self.uid is not None:
-            kill_uid(self.uid)
+        """Kill anything still running as the uid (unless ``contained``), then free
+        it, marked clean when nothing of it is left."""
+        clean = True
+        if self.uid is not None and not self.contained:
+            clean = kill_uid(self.uid) == 0 or not processes_of(self.uid)
         if self._lock_fd is not None:
+            if clean:
+                _mark(self._lock_fd, CLEAN)
             os.close(self._lock_fd)
             self._lock_fd = None
 
@@ -59,15 +72,28 @@ def acquire(run_id: str) -> RunIdentity:
     os.makedirs(lock_dir, mode=0o700, exist_ok=True)
     for _ in range(ATTEMPTS):
         uid = low + secrets.randbelow(high - low + 1)
-        fd = os.open(f"{lock_dir}/{uid}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        path = f"{lock_dir}/{uid}"
+        try:  # a uid never handed out before has no leftovers to look for
+            fd, fresh = (
+                os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600),
+                True,
+            )
+        except FileExistsError:
+            fd, fresh = os.open(path, os.O_RDWR | os.O_CLOEXEC), False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
             continue
-        kill_uid(uid)  # a leftover of a crashed worker must not share the run's uid
+        if not fresh and os.pread(fd, len(CLEAN), 0) != CLEAN:
+            kill_uid(uid)  # a leftover of a crashed worker must not share the run's uid
+        _mark(fd, BUSY)
         return RunIdentity(name=name, uid=uid, gid=uid, _lock_fd=fd)
     raise RuntimeError("no free run uid in RUN_UID_RANGE")
+
+
+def _mark(fd: int, state: bytes) -> None:
+    os.pwrite(fd, state, 0)
 
 
 def processes_of(uid: int) -> list[int]:

@@ -141,8 +141,9 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
         oom_kills = group.oom_kills() if group is not None else 0
         network_line = f"[scriptorium] {proxy.stats().summary()}\n" if proxy else ""
     finally:
-        if group is not None:
-            group.remove()
+        if group is not None and group.remove() and backend == "ns":
+            # every process of the run joined the group before it took the run's uid
+            ident.contained = True
         if proxy is not None:
             proxy.close()
     outcome = _outcome(spec, result, backend, oom_kills=oom_kills)

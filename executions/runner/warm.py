@@ -18,19 +18,23 @@ sealed world as the ns box (``_scriptorium_box``) once, then:
   run requests on the unix socket the launcher bound on the host.
 
 Per run (request: a ``marshal`` record from the server, which is trusted, and the
-run's fds: output pipe, result and progress pipes, the harness control memfd, the
-workspace as a detached mount (``open_tree``) and the cgroup.procs files):
+run's fds: output pipe, result, progress and exit pipes, the harness control memfd,
+the workspace as a detached mount (``open_tree``) and the cgroup.procs files), a
+*spare* made ahead of time (SPARES are kept ready) takes it:
 
-- **R** (forked): joins the run's cgroups, new mount/PID/net/IPC/UTS/cgroup
-  namespaces, mounts the workspace at /work, fresh tmpfs /tmp, /dev/shm, HOME and the
-  run's passwd/group;
-- **PID 1** of the run: its own /proc, hostname, loopback (and the relay to the
-  policy proxy when the run may use the network); reaps and ends the namespace;
-- **PID 2**: the run uid, no capabilities, no_new_privs, the seccomp filter, only
-  its own fds, a fresh environment and ``__main__``: the harness runs the script.
+- **R**: new mount/PID/net/IPC/UTS/cgroup namespaces; waits for PID 1;
+- **PID 1** of the run (made ahead: its own /proc, hostname, loopback): on the
+  request mounts the workspace at /work, fresh tmpfs /tmp, /dev/shm, HOME and the
+  run's passwd/group, starts the relay to the policy proxy when the run may use the
+  network, hands PID 2 its part, reaps, reports PID 2's end and ends the namespace;
+- **PID 2** (made ahead: no capability bounding set, no_new_privs, the seccomp
+  filter, the first copy-on-write done): on its part joins the run's cgroups, takes
+  the run uid, only its own fds, a fresh environment and ``__main__``: the harness
+  runs the script.
 
-Replies to the server are ASCII lines: ``S <pid>`` with a pidfd of R, then
-``E <wait status> <user µs> <system µs> <maxrss kB>`` when R has ended.
+The template replies ``S <pid>`` with a pidfd of R; the run's PID 1 writes
+``E <wait status> <user µs> <system µs> <maxrss kB>`` on the run's exit pipe when
+PID 2 has ended. The server closing its connection ends the run.
 """
 
 import fcntl
@@ -61,6 +65,7 @@ RUN_FLAGS = (
 IDENTITY_DIR = "/run/identity"  # the run's passwd and group (/etc links to them)
 FD_RESULT, FD_PROGRESS, FD_CONTROL = 3, 4, 5  # where PID 2 finds its channels
 MAX_REQUEST = 4 << 20
+SPARES = 2  # sandboxes kept ready; one used by a run is replaced when a run ends
 
 
 def _move_mount(fd, target):
@@ -214,8 +219,10 @@ def _template(control):
     sys.executable = sys._base_executable = control["executable"]  # as a run sees it
     sys.orig_argv[:] = [control["executable"], "-I", "-S", "-B", "-u"]
     sys.path[0] = control["support"]
-    import atexit  # noqa: F401 - what the harness imports for every run
+    import _sitebuiltins  # noqa: F401 - what the harness imports for every run
+    import atexit  # noqa: F401
     import resource  # noqa: F401
+    import traceback  # noqa: F401 - for every run that fails
 
     import netrelay  # noqa: F401 - for runs that may use the network
 
@@ -302,7 +309,7 @@ class Server:
         self.last_used = time.time()
         self.loaded, self.failed = loaded, failed
         self.stopping = False
-        self.spare = Spare(socket)
+        self.spares = [Spare(socket) for _ in range(SPARES)]
         self.report("ready")
 
     def report(self, state):
@@ -352,10 +359,10 @@ class Server:
             return
         if kind == b"Q":  # drain: finish the runs in flight, then end
             self.stopping = True
-            if self.spare is not None:
-                self.spare.discard()
-                _reap_quietly(self.spare.pid)
-                self.spare = None
+            for spare in self.spares:
+                spare.discard()
+                _reap_quietly(spare.pid)
+            self.spares = []
             self.selector.unregister(self.listener)
             self.listener.close()
             conn.close()
@@ -368,12 +375,13 @@ class Server:
         self.start_run(conn, payload, fds)
 
     def start_run(self, conn, payload, fds):
-        """Give the request to the spare sandbox (a new one if it died), report the
-        run's pid, make the next spare."""
+        """Give the request to a spare sandbox (a new one if none is left or it
+        died), report the run's pid; when that was the last spare, make the next one
+        now (a burst of runs), else when a run ends (not while this one starts)."""
         import selectors
 
         for _attempt in range(2):
-            spare, self.spare = self.spare or Spare(self.socket), None
+            spare = self.spares.pop() if self.spares else Spare(self.socket)
             if spare.hand_over(self.socket, payload, fds):
                 break
             spare.discard()
@@ -405,8 +413,8 @@ class Server:
         except OSError:
             self.abandon(pidfd)
         self.report("ready" if not self.stopping else "stopping")
-        if not self.stopping:
-            self.spare = Spare(self.socket)
+        if not self.stopping and not self.spares:
+            self.spares.append(Spare(self.socket))
 
     def abandon(self, pidfd):
         """The server stopped watching this run: kill it (it is reaped as usual)."""
@@ -430,16 +438,12 @@ class Server:
         except (KeyError, ValueError):
             pass
         os.close(pidfd)
-        _pid, status, usage = os.wait4(pid, 0)
-        utime, stime = int(usage.ru_utime * 1e6), int(usage.ru_stime * 1e6)
-        line = f"E {status} {utime} {stime} {usage.ru_maxrss}\n"
-        self.last_used = self.time.time()
-        self.report("ready" if not self.stopping else "stopping")  # before the run's end is told
-        try:
-            conn.sendall(line.encode())
-        except OSError:
-            pass
+        _reap_quietly(pid)  # the server heard how the script ended from the run's PID 1
         conn.close()
+        self.last_used = self.time.time()
+        while not self.stopping and len(self.spares) < SPARES:
+            self.spares.append(Spare(self.socket))
+        self.report("ready" if not self.stopping else "stopping")
 
 
 def _reap_quietly(pid):
@@ -542,10 +546,10 @@ def _spare_r(channel):
 
 
 def _init(channel):
-    """PID 1 of the run, made ahead with its /proc, hostname, loopback and PID 2
-    waiting. On the request: the run's fds, its cgroups, mounts and network relay;
-    then PID 2 gets its part, and PID 1 reaps and reports PID 2's end (on the run's
-    exit pipe, at once: the namespace is torn down after the server has heard)."""
+    """PID 1 of the run, made ahead: its /proc, hostname and loopback, and PID 2,
+    which takes the request. PID 1 only gets the run's exit pipe (and starts the
+    relay to the policy proxy when the run may use the network), then reaps and
+    reports PID 2's end at once (the namespace is torn down after the server heard)."""
     import socket
 
     box._mount("proc", "/proc", "proc", box.MS_NOSUID | box.MS_NODEV | box.MS_NOEXEC, "hidepid=2")
@@ -556,45 +560,40 @@ def _init(channel):
     if child == 0:
         try:
             ours.close()
-            os.close(channel)
-            _script_process(theirs.detach())
+            _script_process(channel, theirs.detach())
         except BaseException as exc:  # noqa: BLE001
             os.write(2, f"[scriptorium] The sandbox could not start the script: {exc}\n".encode())
         os._exit(125)
     theirs.close()
-    request, fds = _wait_request(channel)
-    keep = _renumber(dict(zip(request["fd_names"], fds, strict=True)))  # all above 9
-    box._close_other_fds([*keep.values(), ours.fileno()])
-    os.dup2(keep["output"], 1)  # what goes wrong from here on is the run's to read
-    os.dup2(keep["output"], 2)
-    _mount_run(request, keep)
-    relay = request.get("relay")
+    os.close(channel)
+    part, fds = _wait_request(ours.detach())  # PID 2 has the request
+    exit_fd = fds[0]
+    relay = part.get("relay")
     if relay is not None:
+        os.dup2(fds[1], 2)  # a relay that cannot start says so in the run's log
         import netrelay
 
         netrelay.serve(relay["socket"], relay["port"])
-    exit_fd = keep.pop("exit")
-    part = {key: request[key] for key in ("user", "env", "executable", "support")}
-    _send(ours, {**part, "fd_names": list(keep)}, list(keep.values()))
-    ours.close()
-    for fd in keep.values():
-        os.close(fd)
+        os.write(fds[2], b"x")  # PID 2 may let the script start
     null = os.open("/dev/null", os.O_RDWR)
-    os.dup2(null, 1)  # the output pipe closes when the script's processes close it
-    os.dup2(null, 2)
-    os.close(null)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    for fd in [null, *fds[1:]]:  # not the relay's own sockets
+        os.close(fd)
     _report_end(child, exit_fd)
 
 
-def _send(sock, record, fds):
-    """``record`` and ``fds`` as ``_wait_request`` reads them."""
+def _send(fd, record, fds):
+    """``record`` and ``fds`` on the socket ``fd`` (closed), as ``_wait_request``
+    reads them."""
     import socket
 
     data = marshal.dumps(record)
-    sock.sendmsg(
-        [len(data).to_bytes(4, "big") + data],
-        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fd_bytes(fds))],
-    )
+    with socket.socket(fileno=fd) as sock:
+        sock.sendmsg(
+            [len(data).to_bytes(4, "big") + data],
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fd_bytes(fds))],
+        )
 
 
 def _report_end(child, exit_fd):
@@ -694,40 +693,53 @@ def box_relay_dir(request):
     return request["relay"]["dir"]
 
 
-def _script_process(channel):
+def _script_process(channel, init):
     """PID 2, made ahead: loses what it can before any request (the capability
-    bounding set, no_new_privs, the seccomp filter), then, on its part of the request,
-    joins the run's cgroups, takes its fds at fixed numbers and the run's uid, and
-    runs the harness."""
+    bounding set, no_new_privs, the seccomp filter, the first copy-on-write). On the
+    request (from ``channel``) it gives PID 1 the run's exit pipe (``init``), mounts
+    the run's files, joins the run's cgroups, takes its fds at fixed numbers and the
+    run's uid, and runs the harness."""
     _libc.prctl(box.PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
-    box._close_other_fds([channel])
+    box._close_other_fds([channel, init])
     box._drop_bounding_set()
     box._seal()
     gc.unfreeze()
     gc.enable()
     _rehearse()
-    part, fds = _wait_request(channel)
-    keep = _renumber(dict(zip(part["fd_names"], fds, strict=True)))
+    request, fds = _wait_request(channel)
+    keep = _renumber(dict(zip(request["fd_names"], fds, strict=True)))  # all above 9
+    os.dup2(keep["output"], 1)  # what goes wrong from here on is the run's to read
+    os.dup2(keep["output"], 2)
+    relay = request.get("relay")
+    to_init = [keep.pop("exit")]
+    if relay is not None:
+        pipe = _renumber(dict(zip(("up", "told"), os.pipe(), strict=True)))  # clear of fds 3-5
+        relay_up, relay_told = pipe["up"], pipe["told"]
+        to_init += [keep["output"], relay_told]
+    _send(init, {"relay": relay}, to_init)
+    for fd in to_init[:1] + to_init[2:]:  # not the output: the script's too
+        os.close(fd)
+    _mount_run(request, keep)
     for name in [n for n in keep if n.startswith("cgroup")]:
-        os.write(keep[name], b"0")
+        os.write(keep.pop(name), b"0")
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    os.dup2(keep["output"], 1)
-    os.dup2(keep["output"], 2)
     os.dup2(keep["result"], FD_RESULT)
     os.dup2(keep["progress"], FD_PROGRESS)
     os.dup2(keep["control"], FD_CONTROL)
-    box._become(part["user"])
+    if relay is not None and os.read(relay_up, 1) != b"x":
+        raise OSError("the network relay did not start")
+    box._become(request["user"])
     box._close_other_fds([FD_RESULT, FD_PROGRESS, FD_CONTROL])
     os.chdir("/work")
     _reseed()
     box._run_harness_here(
         {
-            "env": part["env"],
+            "env": request["env"],
             "inproc": {
-                "executable": part["executable"],
-                "support": part["support"],
+                "executable": request["executable"],
+                "support": request["support"],
                 "control_fd": FD_CONTROL,
             },
         }

@@ -1,0 +1,86 @@
+"""A run's uid: handed out once at a time, and never with a process of an earlier
+holder still running as it. The search for such leftovers (a scan of /proc) is
+skipped only where none can exist: a uid never handed out, or one whose last holder
+released it clean."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from executions.runner import RunSpec, cgroups, identity, limits_for, run_script, sandbox
+from tests.executions.runner.conftest import require_ns
+
+UID = 1_900_999_001  # inside the default RUN_UID_RANGE, far from the uids tests draw
+
+
+@pytest.fixture
+def one_uid(settings, tmp_path):
+    """RUN_UID_RANGE of one uid, so every acquire hands out the same one."""
+    if os.geteuid() != 0:
+        pytest.skip("the server is not root: runs have no uid of their own")
+    settings.RUN_UID_RANGE = f"{UID}-{UID}"
+    settings.RUN_UID_LOCK_DIR = tmp_path / "uids"
+    return tmp_path / "uids" / str(UID)
+
+
+def _sleeper_as(uid: int) -> subprocess.Popen:
+    proc = subprocess.Popen(["sleep", "60"], user=uid, group=uid, start_new_session=True)
+    deadline = time.monotonic() + 5
+    while proc.pid not in identity.processes_of(uid):
+        assert time.monotonic() < deadline, "the sleeper never showed up"
+        time.sleep(0.01)
+    return proc
+
+
+def test_a_crashed_holders_leftover_dies_before_its_uid_is_handed_out_again(one_uid):
+    first = identity.acquire("crashed")
+    leftover = _sleeper_as(first.uid)
+    os.close(first._lock_fd)  # the worker died: its lock went, no release was written
+    assert one_uid.read_bytes() == identity.BUSY
+    second = identity.acquire("next")
+    try:
+        assert second.uid == first.uid
+        assert leftover.wait(5) == -9
+        assert identity.processes_of(second.uid) == []
+    finally:
+        second.release()
+
+
+def test_a_release_kills_what_is_left_and_marks_the_uid_clean(one_uid):
+    ident = identity.acquire("left-something")
+    leftover = _sleeper_as(ident.uid)
+    ident.release()
+    assert leftover.wait(5) == -9
+    assert one_uid.read_bytes() == identity.CLEAN
+    again = identity.acquire("again")
+    try:
+        assert one_uid.read_bytes() == identity.BUSY  # held: not clean until released
+    finally:
+        again.release()
+
+
+def test_a_sealed_run_releases_its_uid_clean_without_a_search(one_uid, settings, monkeypatch):
+    """Under ns every process of the run joined its cgroup before it took the uid:
+    once the group is emptied and removed, nothing of the uid can be left."""
+    require_ns()
+    if not cgroups.version():
+        pytest.skip("no cgroups here: the release looks for leftovers by uid")
+    settings.SANDBOX_BACKEND = "ns"
+    settings.RUN_WARM = False
+    searched = []
+    real = identity.processes_of
+    monkeypatch.setattr(identity, "processes_of", lambda uid: searched.append(uid) or real(uid))
+    spec = RunSpec(
+        run_id="clean", source="def main(data):\n    return {'uid': __import__('os').getuid()}\n",
+        filename="s.py", call_style="data", inputs={}, argv=[], requirements=[],
+        input_files=[], limits=limits_for(),
+    )  # fmt: skip
+    log = []
+    with run_script(spec, on_log=log.append) as outcome:
+        assert outcome.status == "succeeded", "".join(log)
+        assert outcome.result == {"uid": UID}
+    assert sandbox.backend_name() == "ns"
+    assert searched == []  # a new uid, released clean: no scan of /proc either way
+    assert one_uid.read_bytes() == identity.CLEAN
