@@ -11,6 +11,7 @@ files as Artifacts and records the outcome.
 import functools
 import json
 import operator
+import os
 import re
 from datetime import timedelta
 from typing import Any
@@ -327,6 +328,23 @@ def _check_limits(*, user) -> None:
             )
 
 
+_brokers: dict[int, Any] = {}  # process id -> the django-q2 broker runs are enqueued on
+
+
+def _broker():
+    """This process's django-q2 broker, made once: django-q2 makes one per task
+    otherwise (with Redis, a new client and connection for every run enqueued). A
+    forked child makes its own."""
+    from django_q.brokers import get_broker
+
+    pid = os.getpid()
+    broker = _brokers.get(pid)
+    if broker is None:
+        _brokers.clear()
+        broker = _brokers[pid] = get_broker()
+    return broker
+
+
 def _enqueue(execution_id: int) -> None:
     from django_q.tasks import async_task
 
@@ -335,6 +353,7 @@ def _enqueue(execution_id: int) -> None:
         execution_id,
         task_name=f"execution-{execution_id}",
         save=False,
+        broker=_broker(),
     )
 
 

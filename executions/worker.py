@@ -199,10 +199,19 @@ def execution_run(*, execution_id: int) -> Execution | None:
     if not _claim(execution_id):
         logger.info("execution already claimed", execution_id=execution_id)
         return None
-    execution = Execution.objects.select_related(
-        "script", "script_version__script", "requested_by"
-    ).get(pk=execution_id)
+    execution = Execution.objects.select_related("script", "script_version", "requested_by").get(
+        pk=execution_id
+    )
+    _share_script(execution)
     return _carry(execution)
+
+
+def _share_script(execution: Execution) -> None:
+    """The version's script is the run's script (one row, not loaded twice)."""
+    version = execution.script_version
+    if version is not None and execution.script is not None:
+        if version.script_id == execution.script_id:
+            version.script = execution.script
 
 
 def _run_created(execution: Execution) -> Execution | None:
@@ -214,10 +223,7 @@ def _run_created(execution: Execution) -> Execution | None:
         logger.info("execution already claimed", execution_id=execution.pk)
         return None
     _set(execution, claimed)
-    version = execution.script_version
-    if version is not None and execution.script is not None:
-        if version.script_id == execution.script_id:
-            version.script = execution.script  # the same row: not fetched again
+    _share_script(execution)
     return _carry(execution)
 
 
@@ -233,6 +239,7 @@ def _carry(execution: Execution) -> Execution:
     log = LogWriter(execution_id=execution_id)
     watch = _RunWatch(execution, log)
     fields: dict[str, Any] = {}
+    warm = False
     try:
         if execution.script_version is None:
             raise ApplicationError("SCRIPT_DELETED", "The script version was deleted.")
@@ -244,6 +251,7 @@ def _carry(execution: Execution) -> Execution:
             should_cancel=watch,
         ) as outcome:
             log.truncated = outcome.log_truncated
+            warm = outcome.warm
             _store_artifacts(execution=execution, outcome=outcome, log=log)
         fields = {
             "status": outcome.status,
@@ -286,6 +294,7 @@ def _carry(execution: Execution) -> Execution:
         execution_id=execution_id,
         status=execution.status,
         error_code=execution.error_code,
+        warm=warm,  # forked from a warm template (else a cold start, or no start at all)
     )
     _deliver(execution)
     return execution
