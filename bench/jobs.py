@@ -26,7 +26,7 @@ Each broker is measured in a child process of this script (`--drain`), because D
 fixes the broker when it starts. Everything lives in a temporary DATA_DIR that is
 removed at the end; the servers and clusters started here are stopped in `finally`.
 
-    .venv/bin/python bench/jobs.py [--jobs 40] [--sse-runs 10]
+    .venv/bin/python bench/jobs.py [--jobs 40] [--sse-runs 10 (0: no SSE figure)]
                                    [--redis-url redis://127.0.0.1:6379/13]
 """
 
@@ -347,6 +347,37 @@ def measure_sse(runs: int, env: dict, token: str, logs: Path) -> dict:
     }
 
 
+def print_sse(sse: dict) -> tuple[float, float]:
+    """Print the SSE figures; returns (median, max) of the first-line latency."""
+    from executions import events, logbook
+
+    latencies = sse["latencies"]
+    sse_median, sse_max = statistics.median(latencies), max(latencies)
+    print(f"3. SSE first-line latency, {len(latencies)} runs, server: {sse['server']}")
+    print(f"   median {sse_median:.0f} ms, max {sse_max:.0f} ms, min {min(latencies):.0f} ms")
+    worker = sse["to_row"]
+    stream = [x - y for x, y in zip(latencies, worker, strict=True)]
+    print(
+        f"   of which: printed -> log chunk row written by the worker: median"
+        f" {statistics.median(worker):.0f} ms, max {max(worker):.0f} ms;"
+        f" row -> client: median {statistics.median(stream):.0f} ms, max {max(stream):.0f} ms"
+    )
+    print(
+        f"   (the worker writes the log every {getattr(logbook, 'FLUSH_SECONDS', '?')} s at"
+        f" most; the SSE view polls the database every {getattr(events, 'POLL_SECONDS', '?')}"
+        " s: no push from worker to stream)"
+    )
+    if sse["split"]:
+        print(
+            f"   in {sse['split']} of {len(latencies)} runs the line reached the database in"
+            " two or more chunks (print() writes its parts separately; the end of the line"
+            " waited for the next log flush)"
+        )
+    if sse["late"]:
+        print(f"   {sse['late']} runs left out: they printed before the client followed")
+    return sse_median, sse_max
+
+
 # --- orchestration ---------------------------------------------------------------------
 
 
@@ -396,7 +427,7 @@ def main() -> None:
     from rest_framework_simplejwt.tokens import RefreshToken
 
     from accounts.services import user_create
-    from executions import events, logbook, runner
+    from executions import runner
     from executions.runner import sandbox
     from scripts.services import script_upload
 
@@ -443,40 +474,20 @@ def main() -> None:
         if redis_note:
             print(f"   {redis_note}")
 
-        sse = measure_sse(args.sse_runs, dict(os.environ), token, logs)
-        latencies = sse["latencies"]
-        sse_median, sse_max = statistics.median(latencies), max(latencies)
-        print(f"3. SSE first-line latency, {len(latencies)} runs, server: {sse['server']}")
-        print(f"   median {sse_median:.0f} ms, max {sse_max:.0f} ms, min {min(latencies):.0f} ms")
-        worker = sse["to_row"]
-        stream = [x - y for x, y in zip(latencies, worker, strict=True)]
-        print(
-            f"   of which: printed -> log chunk row written by the worker: median"
-            f" {statistics.median(worker):.0f} ms, max {max(worker):.0f} ms;"
-            f" row -> client: median {statistics.median(stream):.0f} ms, max {max(stream):.0f} ms"
-        )
-        print(
-            f"   (the worker writes the log every {getattr(logbook, 'FLUSH_SECONDS', '?')} s at"
-            f" most; the SSE view polls the database every {getattr(events, 'POLL_SECONDS', '?')}"
-            " s: no push from worker to stream)"
-        )
-        if sse["split"]:
-            print(
-                f"   in {sse['split']} of {len(latencies)} runs the line reached the database in"
-                " two or more chunks (print() writes its parts separately; the end of the line"
-                " waited for the next log flush)"
-            )
-        if sse["late"]:
-            print(f"   {sse['late']} runs left out: they printed before the client followed")
+        sse = None
+        if args.sse_runs > 0:  # 0: the queue figures only
+            sse = measure_sse(args.sse_runs, dict(os.environ), token, logs)
+            sse_median, sse_max = print_sse(sse)
 
         rows = [
             (f"{args.jobs} runs, {q['broker']} broker, x baseline", q["total"] / baseline, "x")
             for q in queue
         ]
-        rows += [
-            ("SSE first line, median", sse_median, " ms"),
-            ("SSE first line, max", sse_max, " ms"),
-        ]
+        if sse is not None:
+            rows += [
+                ("SSE first line, median", sse_median, " ms"),
+                ("SSE first line, max", sse_max, " ms"),
+            ]
         print()
         print(f"{'target':44} {'measured':>12} {'limit':>10}  verdict")
         for label, value, unit in rows:
