@@ -28,6 +28,10 @@ class RunCgroup:
     dirs: list[Path] = field(default_factory=list)
 
     @property
+    def name(self) -> str:
+        return self.dirs[0].name if self.dirs else ""
+
+    @property
     def procs_files(self) -> list[Path]:
         return [d / "cgroup.procs" for d in self.dirs]
 
@@ -174,6 +178,53 @@ def open_run(name: str, *, memory_bytes: int, max_processes: int) -> RunCgroup |
         group.remove()
         return None
     return group
+
+
+def _dirs_named(name: str) -> list[Path]:
+    if version() == 2:
+        return [ROOT / PARENT / name]
+    return [ROOT / c / PARENT / name for c in ("memory", "pids")]
+
+
+def adopt(name: str) -> RunCgroup | None:
+    """The existing run group ``name`` (made by ``open_run``, maybe in another
+    process: a warm run's group is made for the run before it, see warm.py), or None."""
+    if not version() or not name or "/" in name or name.startswith("."):
+        return None
+    dirs = _dirs_named(name)
+    if not all(d.is_dir() for d in dirs):
+        return None
+    return RunCgroup(version=version(), dirs=dirs)
+
+
+def remove_if_empty(name: str) -> None:
+    """Remove the run group ``name`` unless a process is in it (never kills)."""
+    group = adopt(name)
+    for path in group.dirs if group else []:
+        try:
+            path.rmdir()
+        except OSError:
+            pass
+
+
+def remove_empty(keep) -> int:
+    """Remove every run group whose name ``keep(name)`` refuses and that holds no
+    process (never kills). Returns how many."""
+    removed = 0
+    if not version():
+        return 0
+    for base in {d.parent for d in _dirs_named("x")}:
+        try:
+            entries = [e for e in base.iterdir() if e.is_dir() and not keep(e.name)]
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                entry.rmdir()
+                removed += 1
+            except OSError:
+                continue
+    return removed
 
 
 def _try_write(path: Path, value: str) -> None:

@@ -106,8 +106,13 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
     limits = spec.limits
     template = _template(spec, backend, python, env_dir, support)
     group = cgroups.open_run(
-        ident.name, memory_bytes=limits.memory_mb * 1024 * 1024, max_processes=limits.max_processes
+        f"{templates.group_prefix(template)}{ident.name}" if template else ident.name,
+        memory_bytes=limits.memory_mb * 1024 * 1024,
+        max_processes=limits.max_processes,
     )
+    # the group the run's processes are in: a warm run's may be one made for an
+    # earlier run (then ``group`` waits in its template for a later one)
+    groups = {"used": group, "given_away": False, "dropped": []}
     proxy = None
     guard = DiskGuard(
         workspace.work,
@@ -131,19 +136,30 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
             support,
             inside_script=f"{sandbox.INSIDE_WORK}/{script_name}" if inside else str(script),
             ident=ident,
-            group=group,
+            groups=groups,
             proxy=proxy,
             template=template if group is not None else None,
             on_log=on_log,
             on_progress=on_progress,
             should_cancel=should_stop,
         )
-        oom_kills = group.oom_kills() if group is not None else 0
+        used = groups["used"]
+        oom_kills = used.oom_kills() if used is not None else 0
         network_line = f"[scriptorium] {proxy.stats().summary()}\n" if proxy else ""
     finally:
-        if group is not None and group.remove() and backend == "ns":
+        used = groups["used"]
+        if used is not None and used.remove() and backend == "ns":
             # every process of the run joined the group before it took the run's uid
             ident.contained = True
+        for name in groups["dropped"]:
+            cgroups.remove_if_empty(name)
+        if groups.get("wanted") and template is not None:  # after the run: not in its time
+            templates.give_groups(
+                template,
+                count=groups["wanted"],
+                memory_bytes=limits.memory_mb * 1024 * 1024,
+                max_processes=limits.max_processes,
+            )
         if proxy is not None:
             proxy.close()
     outcome = _outcome(spec, result, backend, oom_kills=oom_kills)
@@ -267,10 +283,11 @@ def _copy_inputs(spec, workspace: Workspace, script_name: str) -> None:
 
 
 def _run_harness(
-    spec, workspace, backend, python, env_dir, support, *, inside_script, ident, group, proxy,
+    spec, workspace, backend, python, env_dir, support, *, inside_script, ident, groups, proxy,
     template=None, **callbacks,
 ):  # fmt: skip
     limits = spec.limits
+    group = groups["used"]  # the run's own, made for it
     inside = backend != "rlimit"
     paths = _inside(backend, python, env_dir, support)
     env_in, support_in, ro_paths = paths["env_in"], paths["support_in"], paths["ro_paths"]
@@ -373,10 +390,26 @@ def _run_harness(
                 if relay is not None
                 else None,
             }
-            proc = templates.launch(template, request, fds, exit_fd=exit_r)
+            request["group"] = {
+                "name": group.name,
+                "limits": [limits.memory_mb * 1024 * 1024, limits.max_processes],
+            }
+            try:
+                proc = templates.launch(template, request, fds, exit_fd=exit_r)
+            except BaseException:
+                os.close(exit_r)  # (else the process owns it)
+                raise
+            if proc.group_name != group.name:  # PID 2 sits in a group made for it earlier
+                adopted = cgroups.adopt(proc.group_name)
+                if adopted is None:
+                    proc.kill()
+                    proc.close()
+                    raise templates.TemplateGone(f"no run group {proc.group_name}")
+                groups.update(used=adopted, given_away=True)
+            groups["dropped"] = proc.dropped_groups
+            groups["wanted"] = proc.groups_wanted
         except BaseException:
             os.close(out_r)
-            os.close(exit_r)
             raise
         finally:
             for name, fd in fds.items():
@@ -428,7 +461,7 @@ def _run_harness(
     def kill_tree(proc):
         if isinstance(proc, templates.WarmProcess):
             proc.kill()
-            group.kill()
+            groups["used"].kill()
         else:
             sandbox.kill(proc, identity=ident, cgroup=group, backend=backend)
 

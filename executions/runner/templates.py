@@ -21,6 +21,7 @@ import hashlib
 import json
 import marshal
 import os
+import re
 import select
 import signal
 import socket
@@ -55,6 +56,7 @@ _launchers: dict[str, subprocess.Popen] = {}  # key -> the launcher this process
 # template that turns a run away is forgotten at once
 _ready: dict[str, tuple["Template", float, dict]] = {}
 READY_FOR = 2.0
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")  # what a run group's name may be
 
 
 class TemplateGone(Exception):
@@ -337,6 +339,25 @@ def _prune_ended(older_than: float = 600.0) -> None:
             continue
         if not _alive(meta):
             _remove_files(meta_path.with_suffix(""))
+    _prune_groups()
+
+
+def _prune_groups() -> int:
+    """Remove the empty run groups of templates that are not alive, of any instance
+    (their own group, groups made for their spares): a group of a live template may
+    be empty while it waits for a spare. Returns how many."""
+    live = set()
+    for meta_path in _dir().glob("*.json"):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        meta["key"] = ""
+        if _alive(meta):
+            live.add(meta_path.stem.rpartition("-")[2])
+    return cgroups.remove_empty(
+        lambda name: not name.startswith("warm-") or name.split("-")[1] in live
+    )
 
 
 def _start(key, env_dir, env_id, python, layout, preload) -> None:
@@ -446,6 +467,8 @@ def stop_all(*, now: bool = False) -> int:
         records = [r for r in _records() if r["state"] in ("ready", "starting")]
         for record in records:
             _stop(record, now=now)
+        if now and records:
+            _prune_groups()
     return len(records)
 
 
@@ -461,6 +484,8 @@ def stop_started_here() -> int:
                 popen.wait(5)
             count += 1
         _launchers.pop(key, None)
+    if count:
+        _prune_groups()
     return count
 
 
@@ -540,17 +565,70 @@ def launch(
         conn.sendmsg([head + payload[:60000]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, blob)])
         if len(payload) > 60000:
             conn.sendall(payload[60000:])
-        line, pidfd = _read_started(conn)
+        pid, wanted, groups, pidfd = _read_started(conn, group_prefix(template))
     except (OSError, ValueError) as exc:
         conn.close()
         _ready.pop(template.key, None)
         raise TemplateGone(str(exc)) from exc
-    return WarmProcess(conn, pid=line, pidfd=pidfd, exit_fd=exit_fd)
+    proc = WarmProcess(conn, pid=pid, pidfd=pidfd, exit_fd=exit_fd)
+    proc.groups_wanted, proc.group_name, proc.dropped_groups = wanted, groups[0], groups[1:]
+    return proc
 
 
-def _read_started(conn) -> tuple[int, int | None]:
-    """The template's ``S <pid>`` answer and the pidfd that comes with it."""
-    data, ancillary, _flags, _addr = conn.recvmsg(64, socket.CMSG_SPACE(4))
+def give_groups(template: Template, *, count: int, memory_bytes: int, max_processes: int) -> None:
+    """Make ``count`` run groups with these limits for ``template``'s spares to come
+    (their PID 2 moves in while idle: a later run with the same limits starts without
+    the wait of a move). Best effort: a template that is gone takes none."""
+    made = []
+    for _ in range(max(0, min(count, 4))):
+        group = cgroups.open_run(
+            f"{group_prefix(template)}{os.urandom(6).hex()}",
+            memory_bytes=memory_bytes,
+            max_processes=max_processes,
+        )
+        if group is not None:
+            made.append(group)
+    if not made:
+        return
+    fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for g in made for path in g.procs_files]
+    entries = [
+        {"name": g.name, "limits": [memory_bytes, max_processes], "fds": len(g.procs_files)}
+        for g in made
+    ]
+    payload = marshal.dumps({"groups": entries})
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(2)
+            conn.connect(template.socket_path)
+            conn.sendmsg(
+                [b"G" + len(payload).to_bytes(4, "big") + payload],
+                [
+                    (
+                        socket.SOL_SOCKET,
+                        socket.SCM_RIGHTS,
+                        b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds),
+                    )
+                ],
+            )
+    except OSError:
+        for group in made:
+            group.remove()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def group_prefix(template: Template) -> str:
+    """How the run groups (cgroups) made for ``template``'s runs are named: a run's
+    PID 2 may sit in one made for an earlier run (see warm.py), and the template
+    names the one it used; a name without this prefix is never believed."""
+    return f"warm-{template.key}-"
+
+
+def _read_started(conn, prefix: str) -> tuple[int, int, list[str], int | None]:
+    """The template's ``S <pid> <groups wanted> <run's group> [<group no longer used>
+    ...]`` answer and the pidfd that comes with it."""
+    data, ancillary, _flags, _addr = conn.recvmsg(4096, socket.CMSG_SPACE(4))
     pidfd = None
     for level, kind, blob in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(blob) >= 4:
@@ -561,11 +639,22 @@ def _read_started(conn) -> tuple[int, int | None]:
             pidfd, extra = fds[0], fds[1:]
             for fd in extra:
                 os.close(fd)
-    if not data.startswith(b"S ") or not data.endswith(b"\n"):
+    parts = data.decode("ascii", "replace").split()
+    valid = (
+        data.startswith(b"S ")
+        and data.endswith(b"\n")
+        and len(parts) >= 4
+        and parts[1].isdigit()
+        and parts[2].isdigit()
+        and all(p.startswith(prefix) and _NAME.fullmatch(p) for p in parts[3:])
+    )
+    if not valid:
         if pidfd is not None:
+            with contextlib.suppress(OSError):  # the run may have started: it must end
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             os.close(pidfd)
         raise ValueError("the template did not start the run")
-    return int(data[2:-1]), pidfd
+    return int(parts[1]), int(parts[2]), parts[3:], pidfd
 
 
 class WarmProcess:
@@ -577,6 +666,8 @@ class WarmProcess:
 
     def __init__(self, conn: socket.socket, *, pid: int, pidfd: int | None, exit_fd: int):
         self.conn, self.pid, self.pidfd, self.exit_r = conn, pid, pidfd, exit_fd
+        self.group_name, self.dropped_groups = "", []  # as the template said (launch)
+        self.groups_wanted = 0
         self.stdout = None  # set by the caller: the read end of the output pipe
         self.returncode = None
         self._buffer = b""

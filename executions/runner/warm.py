@@ -309,6 +309,7 @@ class Server:
         self.last_used = time.time()
         self.loaded, self.failed = loaded, failed
         self.stopping = False
+        self.free_groups = []  # (name, limits, cgroup.procs fds): groups for new spares
         self.spares = [Spare(socket) for _ in range(SPARES)]
         self.report("ready")
 
@@ -324,6 +325,8 @@ class Server:
                 "running": len(self.runs),
                 "rss_kb": _rss_kb(),
                 "preloaded": self.loaded,
+                "spares": len(self.spares),
+                "spares_in_groups": sum(1 for spare in self.spares if spare.group is not None),
                 "failed": self.failed,
             },
         )
@@ -367,6 +370,10 @@ class Server:
             self.listener.close()
             conn.close()
             return
+        if kind == b"G" and not self.stopping:
+            self.take_groups(payload, fds)
+            conn.close()
+            return
         if kind != b"R" or self.stopping:
             for fd in fds:
                 os.close(fd)
@@ -380,14 +387,50 @@ class Server:
         now (a burst of runs), else when a run ends (not while this one starts)."""
         import selectors
 
+        try:
+            request = marshal.loads(payload)
+            names, group = request["fd_names"], request["group"]
+            limits = tuple(group["limits"])
+        except (ValueError, TypeError, KeyError, EOFError):
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        drop = []
         for _attempt in range(2):
-            spare = self.spares.pop() if self.spares else Spare(self.socket)
-            if spare.hand_over(self.socket, payload, fds):
+            spare = self.take_spare(limits)
+            if spare.group is not None and spare.group[1] == limits:
+                # the spare's PID 2 is in a group with the run's limits already: the
+                # request's new group waits for a future spare
+                run_fds = [
+                    fd for n, fd in zip(names, fds, strict=True) if not n.startswith("cgroup")
+                ]
+                run_request = {
+                    **request,
+                    "fd_names": [n for n in names if not n.startswith("cgroup")],
+                }
+                ok = spare.hand_over(self.socket, marshal.dumps(run_request), run_fds)
+                used = spare.group[0]
+            else:  # PID 2 moves into the request's group (its spare group, if any, is left)
+                ok = spare.hand_over(self.socket, payload, fds)
+                used = group["name"]
+                if ok and spare.group is not None:
+                    drop.append(spare.group[0])
+            if ok:
                 break
             spare.discard()
             _reap_quietly(spare.pid)
         else:
             spare = None
+        if spare is not None and used != group["name"]:
+            cgroup_fds = [fd for n, fd in zip(names, fds, strict=True) if n.startswith("cgroup")]
+            self.free_groups.append((group["name"], limits, cgroup_fds))
+            fds = [fd for fd in fds if fd not in cgroup_fds]
+            while len(self.free_groups) > SPARES + 1:  # more than spares will take
+                name, _limits, extra = self.free_groups.pop(0)
+                drop.append(name)
+                for fd in extra:
+                    os.close(fd)
         for fd in fds:
             os.close(fd)
         if spare is None:
@@ -401,7 +444,7 @@ class Server:
         self.served += 1
         try:
             conn.sendmsg(
-                [f"S {pid}\n".encode()],
+                [f"S {pid} {self.groups_wanted()} {' '.join([used, *drop])}\n".encode()],
                 [
                     (
                         self.socket.SOL_SOCKET,
@@ -414,7 +457,49 @@ class Server:
             self.abandon(pidfd)
         self.report("ready" if not self.stopping else "stopping")
         if not self.stopping and not self.spares:
-            self.spares.append(Spare(self.socket))
+            self.spares.append(self.new_spare())
+
+    def groups_wanted(self) -> int:
+        """How many groups the server should give (``G``) for spares to come."""
+        grouped = sum(1 for spare in self.spares if spare.group is not None)
+        return max(0, SPARES - grouped - len(self.free_groups))
+
+    def take_groups(self, payload, fds):
+        """Groups from the server (``G``: their names, limits and cgroup.procs fds) for
+        spares to come; idle spares without one are made again in one."""
+        try:
+            given = marshal.loads(payload)["groups"]
+            for entry in given:
+                count = int(entry["fds"])
+                self.free_groups.append((entry["name"], tuple(entry["limits"]), fds[:count]))
+                fds = fds[count:]
+        except (ValueError, TypeError, KeyError, EOFError):
+            pass
+        for fd in fds:
+            os.close(fd)
+        for index, spare in enumerate(self.spares):
+            if spare.group is None and self.free_groups:
+                spare.discard()
+                _reap_quietly(spare.pid)
+                self.spares[index] = self.new_spare()
+        self.report("ready")
+
+    def take_spare(self, limits):
+        """The oldest spare whose group has ``limits``, else the oldest, else a new one."""
+        for spare in self.spares:
+            if spare.group is not None and spare.group[1] == limits:
+                self.spares.remove(spare)
+                return spare
+        return self.spares.pop(0) if self.spares else self.new_spare()
+
+    def new_spare(self):
+        """A spare sandbox, its PID 2 in a group the server gave for it when one waits."""
+        group = self.free_groups.pop(0) if self.free_groups else None
+        try:
+            return Spare(self.socket, group)
+        finally:
+            for fd in group[2] if group else ():
+                os.close(fd)
 
     def abandon(self, pidfd):
         """The server stopped watching this run: kill it (it is reaped as usual)."""
@@ -442,7 +527,7 @@ class Server:
         conn.close()
         self.last_used = self.time.time()
         while not self.stopping and len(self.spares) < SPARES:
-            self.spares.append(Spare(self.socket))
+            self.spares.append(self.new_spare())
         self.report("ready" if not self.stopping else "stopping")
 
 
@@ -487,14 +572,15 @@ class Spare:
     and PID 1 (its /proc, hostname and loopback ready), which waits on a socket for
     the request. One is always ready while the template serves."""
 
-    def __init__(self, socket):
+    def __init__(self, socket, group=None):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
             ours.close()
-            _spare_r(theirs.detach())  # never returns
+            _spare_r(theirs.detach(), group[2] if group else [])  # never returns
         theirs.close()
         self.pid, self.channel = pid, ours
+        self.group = group[:2] if group else None  # (name, limits) PID 2 is in
 
     def hand_over(self, socket, payload, fds) -> bool:
         """Give the request and its fds to the spare's PID 1."""
@@ -521,10 +607,10 @@ def _fd_bytes(fds):
     return b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
 
 
-def _spare_r(channel):
+def _spare_r(channel, group_fds):
     """R: the run's namespaces; then it only waits for PID 1 and ends with it."""
     try:
-        box._close_other_fds([channel])
+        box._close_other_fds([channel, *group_fds])
         _libc.prctl(box.PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
         if os.getppid() == 1:
             os._exit(125)
@@ -537,19 +623,21 @@ def _spare_r(channel):
     if init == 0:
         try:
             _libc.prctl(box.PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
-            _init(channel)
+            _init(channel, group_fds)
         except BaseException as exc:  # noqa: BLE001
             os.write(2, f"[scriptorium] The sandbox could not start: {exc}\n".encode())
         os._exit(125)
-    os.close(channel)
+    for fd in [channel, *group_fds]:
+        os.close(fd)
     box._exit_with(init, reap_all=False)
 
 
-def _init(channel):
+def _init(channel, group_fds):
     """PID 1 of the run, made ahead: its /proc, hostname and loopback, and PID 2,
-    which takes the request. PID 1 only gets the run's exit pipe (and starts the
-    relay to the policy proxy when the run may use the network), then reaps and
-    reports PID 2's end at once (the namespace is torn down after the server heard)."""
+    which takes the request. PID 1 gets the run's exit pipe and cgroups from PID 2,
+    moves PID 2 into the cgroups, starts the relay to the policy proxy when the run
+    may use the network, tells PID 2 to go on, then reaps and reports PID 2's end at
+    once (the namespace is torn down after the server heard)."""
     import socket
 
     box._mount("proc", "/proc", "proc", box.MS_NOSUID | box.MS_NODEV | box.MS_NOEXEC, "hidepid=2")
@@ -560,21 +648,24 @@ def _init(channel):
     if child == 0:
         try:
             ours.close()
-            _script_process(channel, theirs.detach())
+            _script_process(channel, theirs.detach(), group_fds)
         except BaseException as exc:  # noqa: BLE001
             os.write(2, f"[scriptorium] The sandbox could not start the script: {exc}\n".encode())
         os._exit(125)
     theirs.close()
-    os.close(channel)
+    for fd in [channel, *group_fds]:
+        os.close(fd)
     part, fds = _wait_request(ours.detach())  # PID 2 has the request
-    exit_fd = fds[0]
+    exit_fd, output, ready, cgroups = fds[0], fds[1], fds[2], fds[3:]
+    os.dup2(output, 2)  # what goes wrong here is the run's to read
+    for fd in cgroups:  # PID 2 joins the run's cgroups (slow: while it mounts)
+        os.write(fd, str(child).encode())
     relay = part.get("relay")
     if relay is not None:
-        os.dup2(fds[1], 2)  # a relay that cannot start says so in the run's log
         import netrelay
 
         netrelay.serve(relay["socket"], relay["port"])
-        os.write(fds[2], b"x")  # PID 2 may let the script start
+    os.write(ready, b"x")  # PID 2 may let the script start
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
@@ -693,14 +784,18 @@ def box_relay_dir(request):
     return request["relay"]["dir"]
 
 
-def _script_process(channel, init):
+def _script_process(channel, init, group_fds):
     """PID 2, made ahead: loses what it can before any request (the capability
     bounding set, no_new_privs, the seccomp filter, the first copy-on-write). On the
-    request (from ``channel``) it gives PID 1 the run's exit pipe (``init``), mounts
-    the run's files, joins the run's cgroups, takes its fds at fixed numbers and the
-    run's uid, and runs the harness."""
+    request (from ``channel``) it gives PID 1 (``init``) the run's exit pipe and
+    cgroups, mounts the run's files while PID 1 moves it into the cgroups, takes its
+    fds at fixed numbers, waits for PID 1's word, takes the run's uid and runs the
+    harness."""
     _libc.prctl(box.PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
-    box._close_other_fds([channel, init])
+    box._close_other_fds([channel, init, *group_fds])
+    for fd in group_fds:  # a group for the next run (moving in is slow: done now)
+        os.write(fd, b"0")
+        os.close(fd)
     box._drop_bounding_set()
     box._seal()
     gc.unfreeze()
@@ -710,26 +805,23 @@ def _script_process(channel, init):
     keep = _renumber(dict(zip(request["fd_names"], fds, strict=True)))  # all above 9
     os.dup2(keep["output"], 1)  # what goes wrong from here on is the run's to read
     os.dup2(keep["output"], 2)
-    relay = request.get("relay")
-    to_init = [keep.pop("exit")]
-    if relay is not None:
-        pipe = _renumber(dict(zip(("up", "told"), os.pipe(), strict=True)))  # clear of fds 3-5
-        relay_up, relay_told = pipe["up"], pipe["told"]
-        to_init += [keep["output"], relay_told]
-    _send(init, {"relay": relay}, to_init)
-    for fd in to_init[:1] + to_init[2:]:  # not the output: the script's too
+    # PID 1 moves this process into the run's cgroups (a migration waits for an RCU
+    # grace period: up to milliseconds) and starts the relay while this one mounts
+    ready = _renumber(dict(zip(("r", "w"), os.pipe(), strict=True)))  # clear of fds 3-5
+    cgroups = [keep.pop(n) for n in list(keep) if n.startswith("cgroup")]
+    handed = [keep.pop("exit"), ready["w"], *cgroups]
+    _send(init, {"relay": request.get("relay")}, [handed[0], keep["output"], *handed[1:]])
+    for fd in handed:
         os.close(fd)
     _mount_run(request, keep)
-    for name in [n for n in keep if n.startswith("cgroup")]:
-        os.write(keep.pop(name), b"0")
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
     os.dup2(keep["result"], FD_RESULT)
     os.dup2(keep["progress"], FD_PROGRESS)
     os.dup2(keep["control"], FD_CONTROL)
-    if relay is not None and os.read(relay_up, 1) != b"x":
-        raise OSError("the network relay did not start")
+    if os.read(ready["r"], 1) != b"x":  # PID 1 failed (and said why): nothing runs
+        os._exit(125)
     box._become(request["user"])
     box._close_other_fds([FD_RESULT, FD_PROGRESS, FD_CONTROL])
     os.chdir("/work")

@@ -247,3 +247,78 @@ def test_modules_that_print_or_start_threads_are_not_preloaded(run, warm, unfit_
     assert "scriptorium_quiet" in serving[0]["preloaded"]
     assert "scriptorium_noisy" not in serving[0]["preloaded"]
     assert "scriptorium_threaded" not in serving[0]["preloaded"]
+
+
+ALLOCATE = """
+def main(mb: int):
+    block = bytearray(mb * 1024 * 1024)
+    return {"held": len(block) // (1024 * 1024)}
+"""
+
+
+TOGETHER = """
+import os, time
+def main(children: int, mb: int):
+    pids = []
+    for _ in range(children):
+        pid = os.fork()
+        if pid == 0:
+            block = bytearray(mb * 1024 * 1024)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            time.sleep(1)
+            os._exit(0)
+        pids.append(pid)
+    statuses = [os.waitpid(pid, 0)[1] for pid in pids]
+    killed = sum(1 for status in statuses if os.WIFSIGNALED(status))
+    return {"killed": killed, "held": (children - killed) * mb}
+"""
+
+
+def _groups_of(template_key: str) -> set[str]:
+    from executions.runner import cgroups
+
+    prefix = f"warm-{template_key}-"
+    base = cgroups._dirs_named("x")[0].parent
+    return {p.name for p in base.iterdir() if p.is_dir() and p.name.startswith(prefix)}
+
+
+def test_a_run_sits_in_a_group_made_ahead_yet_always_has_its_own_limits(run, warm, own_data_dir):
+    """A spare's PID 2 moves into a run group while idle (a move waits for the kernel:
+    up to milliseconds under load); a run takes a spare whose group has its limits,
+    else its own group as before. Either way its limits are its own."""
+    runs = [run(ALLOCATE, inputs={"mb": 1}) for _ in range(2)]  # spares get groups
+    assert all(r.status == "succeeded" for r in runs), [r.log for r in runs]
+    deadline = time.monotonic() + 5
+    while _status()["spares_in_groups"] < 2:
+        assert time.monotonic() < deadline, _status()
+        time.sleep(0.02)
+    # not the spares' limits; each process under RLIMIT_AS, together over the group's
+    small = run(TOGETHER, inputs={"children": 4, "mb": 24}, memory_mb=64)
+    assert small.status == "succeeded", small.log
+    assert small.result["killed"] >= 1, small.result  # the group's limit: 64 MB
+    usual = run(TOGETHER, inputs={"children": 4, "mb": 24})
+    assert usual.status == "succeeded", usual.log
+    assert usual.result == {"killed": 0, "held": 4 * 24}
+    usual = run(ALLOCATE, inputs={"mb": 200})  # the default limit: 512 MB
+    assert usual.status == "succeeded", usual.log
+    assert usual.result == {"held": 200}
+
+
+def _status() -> dict:
+    """The template's own status file (what /health/ shows is a selection of it)."""
+    record = next(r for r in templates._records() if r["state"] == "ready")
+    return record["status"]
+
+
+def test_a_stopped_template_leaves_no_run_group(run, warm, own_data_dir):
+    for _ in range(3):
+        assert run("def main():\n    return {}\n").status == "succeeded"
+    key = _only()["key"]
+    assert _groups_of(key)
+    templates.stop_all(now=True)
+    deadline = time.monotonic() + 5
+    while _groups_of(key) and time.monotonic() < deadline:
+        templates._prune_groups()
+        time.sleep(0.05)
+    assert not _groups_of(key)
