@@ -554,22 +554,27 @@ def launch(
     name, among them ``exit``, the write end of the pipe whose read end is ``exit_fd``
     (the returned process owns it from then on). Returns the run's process, or raises
     TemplateGone (run it cold)."""
-    names = list(fds)
-    payload = marshal.dumps({**request, "fd_names": names})
+    # The request (the run's environment holds its secrets) travels in a memory file
+    # the template passes on unread: nothing of it is ever in the template's memory,
+    # which every later run's sandbox is forked from. The template reads only the
+    # header: the fds' names and the run's group.
+    sealed = _memfd(marshal.dumps(request))
+    names = [*fds, "request"]
+    payload = marshal.dumps({"group": request["group"], "fd_names": names})
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.settimeout(5)
         conn.connect(template.socket_path)
         head = b"R" + len(payload).to_bytes(4, "big")
-        blob = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds.values())
-        conn.sendmsg([head + payload[:60000]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, blob)])
-        if len(payload) > 60000:
-            conn.sendall(payload[60000:])
+        blob = b"".join(fd.to_bytes(4, sys.byteorder) for fd in [*fds.values(), sealed])
+        conn.sendmsg([head + payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, blob)])
         pid, wanted, groups, pidfd = _read_started(conn, group_prefix(template))
     except (OSError, ValueError) as exc:
         conn.close()
         _ready.pop(template.key, None)
         raise TemplateGone(str(exc)) from exc
+    finally:
+        os.close(sealed)
     proc = WarmProcess(conn, pid=pid, pidfd=pidfd, exit_fd=exit_fd)
     proc.groups_wanted, proc.group_name, proc.dropped_groups = wanted, groups[0], groups[1:]
     return proc
@@ -616,6 +621,15 @@ def give_groups(template: Template, *, count: int, memory_bytes: int, max_proces
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _memfd(data: bytes) -> int:
+    fd = os.memfd_create("scriptorium-request", os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def group_prefix(template: Template) -> str:

@@ -387,7 +387,7 @@ class Server:
         now (a burst of runs), else when a run ends (not while this one starts)."""
         import selectors
 
-        try:
+        try:  # the header only: the request itself is in a memory file never read here
             request = marshal.loads(payload)
             names, group = request["fd_names"], request["group"]
             limits = tuple(group["limits"])
@@ -801,8 +801,10 @@ def _script_process(channel, init, group_fds):
     gc.unfreeze()
     gc.enable()
     _rehearse()
-    request, fds = _wait_request(channel)
-    keep = _renumber(dict(zip(request["fd_names"], fds, strict=True)))  # all above 9
+    header, fds = _wait_request(channel)
+    keep = _renumber(dict(zip(header["fd_names"], fds, strict=True)))  # all above 9
+    with open(keep.pop("request"), "rb") as fh:  # the server's memory file
+        request = marshal.load(fh)
     os.dup2(keep["output"], 1)  # what goes wrong from here on is the run's to read
     os.dup2(keep["output"], 2)
     # PID 1 moves this process into the run's cgroups (a migration waits for an RCU
