@@ -204,10 +204,10 @@ def watch(
             kill()
             _wait_exited(proc, None, 5.0)
             status = status or proc.reap()
-    return _finish(status, result, result_overflow, timed_out, cancelled, sink)
+    return _finish(proc, status, result, result_overflow, timed_out, cancelled, sink, result_limit)
 
 
-def _finish(status, result, overflow, timed_out, cancelled, sink) -> ProcessResult:
+def _finish(proc, status, result, overflow, timed_out, cancelled, sink, limit) -> ProcessResult:
     wstatus, rusage = status if status else (None, None)
     code = sig = None
     if wstatus is not None:

@@ -635,9 +635,8 @@ def _spare_r(channel, group_fds):
 def _init(channel, group_fds):
     """PID 1 of the run, made ahead: its /proc, hostname and loopback, and PID 2,
     which takes the request. PID 1 gets the run's exit pipe and cgroups from PID 2,
-    moves PID 2 into the cgroups, starts the relay to the policy proxy when the run
-    may use the network, tells PID 2 to go on, then reaps and reports PID 2's end at
-    once (the namespace is torn down after the server heard)."""
+    moves PID 2 into the cgroups, tells PID 2 to go on, then reaps and reports PID 2's
+    end at once (the namespace is torn down after the server heard)."""
     import socket
 
     box._mount("proc", "/proc", "proc", box.MS_NOSUID | box.MS_NODEV | box.MS_NOEXEC, "hidepid=2")
@@ -660,16 +659,11 @@ def _init(channel, group_fds):
     os.dup2(output, 2)  # what goes wrong here is the run's to read
     for fd in cgroups:  # PID 2 joins the run's cgroups (slow: while it mounts)
         os.write(fd, str(child).encode())
-    relay = part.get("relay")
-    if relay is not None:
-        import netrelay
-
-        netrelay.serve(relay["socket"], relay["port"])
-    os.write(ready, b"x")  # PID 2 may let the script start
+    os.write(ready, b"x")  # PID 2 may go on
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    for fd in [null, *fds[1:]]:  # not the relay's own sockets
+    for fd in [null, *fds[1:]]:
         os.close(fd)
     _report_end(child, exit_fd)
 
@@ -812,7 +806,7 @@ def _script_process(channel, init, group_fds):
     ready = _renumber(dict(zip(("r", "w"), os.pipe(), strict=True)))  # clear of fds 3-5
     cgroups = [keep.pop(n) for n in list(keep) if n.startswith("cgroup")]
     handed = [keep.pop("exit"), ready["w"], *cgroups]
-    _send(init, {"relay": request.get("relay")}, [handed[0], keep["output"], *handed[1:]])
+    _send(init, {}, [handed[0], keep["output"], *handed[1:]])
     for fd in handed:
         os.close(fd)
     _mount_run(request, keep)
@@ -824,6 +818,8 @@ def _script_process(channel, init, group_fds):
     os.dup2(keep["control"], FD_CONTROL)
     if os.read(ready["r"], 1) != b"x":  # PID 1 failed (and said why): nothing runs
         os._exit(125)
+    if request.get("relay") is not None:
+        _start_relay(request["relay"])
     box._become(request["user"])
     box._close_other_fds([FD_RESULT, FD_PROGRESS, FD_CONTROL])
     os.chdir("/work")
@@ -838,6 +834,38 @@ def _script_process(channel, init, group_fds):
             },
         }
     )
+
+
+def _start_relay(relay):
+    """The relay to the policy proxy (the run's only way out), in a process of its
+    own in the run's cgroups (its buffers count against the run's memory), not the
+    run's uid (the script cannot signal or trace it), reparented to PID 1 (the script
+    has no child it did not make). Returns once it listens."""
+    up_r, up_w = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        try:
+            if os.fork() == 0:
+                os.setsid()
+                box._close_other_fds([2, up_w])
+                import netrelay
+
+                netrelay.serve(relay["socket"], relay["port"])
+                os.write(up_w, b"x")
+                os.close(up_w)
+                import time
+
+                while True:  # the relay's thread serves; it ends with the namespace
+                    time.sleep(3600)
+        except BaseException as exc:  # noqa: BLE001
+            os.write(2, f"[scriptorium] The network relay could not start: {exc}\n".encode())
+        os._exit(0)
+    os.close(up_w)
+    os.waitpid(middle, 0)
+    started = os.read(up_r, 1) == b"x"
+    os.close(up_r)
+    if not started:
+        raise OSError("the network relay did not start")
 
 
 def _rehearse():

@@ -81,11 +81,6 @@ def main():
 SLEEP = "import time\ndef main():\n    time.sleep({})\n    return {{}}\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the template reads every run request (env with the run's secrets) into its "
-    "heap; spares forked later copy that memory, so a later run reads earlier runs' secrets",
-)
 def test_a_run_cannot_read_the_secrets_of_earlier_runs_from_its_memory(warm):
     assert warm_up([])
     secrets, found = [], set()
@@ -100,12 +95,6 @@ def test_a_run_cannot_read_the_secrets_of_earlier_runs_from_its_memory(warm):
     assert not set(secrets) & found, "an earlier run's secret leaked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a spare forked inside Server.start_run (the last spare was taken) keeps the "
-    "request being handed over live in its stack (start_run's payload): the run that "
-    "gets that spare reads the concurrent run's whole request, secrets included",
-)
 def test_a_run_cannot_read_a_concurrent_runs_secrets(warm):
     assert warm_up([])
     secrets = [_secret() for _ in range(2)]
@@ -406,12 +395,6 @@ def main(port: int):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the network relay runs in the run's PID 1, which is in the template's "
-    "cgroup, not the run's: up to 2 x 320 kB per connection of relay buffers are held "
-    "outside the run's memory limit, in the memory pool all runs of the template share",
-)
 def test_a_runs_relay_buffers_are_not_held_in_the_templates_memory(warm, settings):
     far = socket.socket()
     far.bind(("127.0.0.1", 0))
