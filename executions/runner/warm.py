@@ -792,8 +792,7 @@ def _script_process(channel, init, group_fds):
         os.close(fd)
     box._drop_bounding_set()
     box._seal()
-    gc.unfreeze()
-    gc.enable()
+    gc.enable()  # what the template froze stays frozen: never scanned, never copied
     _rehearse()
     header, fds = _wait_request(channel)
     keep = _renumber(dict(zip(header["fd_names"], fds, strict=True)))  # all above 9
