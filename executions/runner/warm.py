@@ -655,11 +655,12 @@ def _init(channel, group_fds):
     for fd in [channel, *group_fds]:
         os.close(fd)
     part, fds = _wait_request(ours.detach())  # PID 2 has the request
-    exit_fd, output, ready, cgroups = fds[0], fds[1], fds[2], fds[3:]
-    os.dup2(output, 2)  # what goes wrong here is the run's to read
-    for fd in cgroups:  # PID 2 joins the run's cgroups (slow: while it mounts)
-        os.write(fd, str(child).encode())
-    os.write(ready, b"x")  # PID 2 may go on
+    exit_fd, output = fds[0], fds[1]
+    if part.get("move"):  # PID 2 is not in a group with the run's limits yet
+        os.dup2(output, 2)  # what goes wrong here is the run's to read
+        for fd in fds[3:]:  # (slow: while PID 2 mounts)
+            os.write(fd, str(child).encode())
+        os.write(fds[2], b"x")  # PID 2 may go on
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
@@ -800,12 +801,15 @@ def _script_process(channel, init, group_fds):
         request = marshal.load(fh)
     os.dup2(keep["output"], 1)  # what goes wrong from here on is the run's to read
     os.dup2(keep["output"], 2)
-    # PID 1 moves this process into the run's cgroups (a migration waits for an RCU
-    # grace period: up to milliseconds) and starts the relay while this one mounts
-    ready = _renumber(dict(zip(("r", "w"), os.pipe(), strict=True)))  # clear of fds 3-5
+    # PID 1 moves this process into the run's cgroups, when it is not in a group with
+    # the run's limits already (a move waits for an RCU grace period: up to
+    # milliseconds), while this one mounts
     cgroups = [keep.pop(n) for n in list(keep) if n.startswith("cgroup")]
-    handed = [keep.pop("exit"), ready["w"], *cgroups]
-    _send(init, {}, [handed[0], keep["output"], *handed[1:]])
+    handed = [keep.pop("exit")]
+    if cgroups:
+        ready = _renumber(dict(zip(("r", "w"), os.pipe(), strict=True)))  # clear of fds 3-5
+        handed += [ready["w"], *cgroups]
+    _send(init, {"move": bool(cgroups)}, [handed[0], keep["output"], *handed[1:]])
     for fd in handed:
         os.close(fd)
     _mount_run(request, keep)
@@ -815,7 +819,7 @@ def _script_process(channel, init, group_fds):
     os.dup2(keep["result"], FD_RESULT)
     os.dup2(keep["progress"], FD_PROGRESS)
     os.dup2(keep["control"], FD_CONTROL)
-    if os.read(ready["r"], 1) != b"x":  # PID 1 failed (and said why): nothing runs
+    if cgroups and os.read(ready["r"], 1) != b"x":  # PID 1 failed (and said why)
         os._exit(125)
     if request.get("relay") is not None:
         _start_relay(request["relay"])
@@ -876,7 +880,10 @@ def _rehearse():
     exec(compile(source, "rehearsal.py", "exec"), module.__dict__)  # noqa: S102 - our own code
     parts = []
     harness._json({"ok": True, "value": module.main({}), "peak_kb": 1, "cpu_ms": 1}, parts)
-    del module, parts
+    _libc.setenv(b"SCRIPTORIUM_REHEARSAL", b"1", 1)  # the environment a run gets anew
+    os.environ[b"SCRIPTORIUM_REHEARSAL"] = b"1"
+    _libc.unsetenv(b"SCRIPTORIUM_REHEARSAL")
+    del os.environ[b"SCRIPTORIUM_REHEARSAL"], module, parts
 
 
 def _reseed():
