@@ -145,13 +145,6 @@ def _makedirs(path, mode=0o755):
             pass
 
 
-def _is_dir(path):
-    try:
-        return (os.stat(path).st_mode & 0o170000) == 0o040000
-    except OSError:
-        return False
-
-
 def _bind(root, source, target, *, writable=False, optional=False):
     """Bind ``source`` at ``root + target``, read-only unless ``writable``."""
     try:

@@ -1,5 +1,6 @@
 """Per-run control groups: memory and process limits for a run's whole process tree,
-its peak memory, and a kill that reaches every process of the run.
+how many of its processes the kernel killed for memory, and a kill that reaches every
+process of the run.
 
 cgroup v2 (``/sys/fs/cgroup/cgroup.controllers``: ``memory.max``, ``pids.max``,
 ``cgroup.kill``) and v1 (``/sys/fs/cgroup/{memory,pids}/``) are both handled. A group
@@ -70,11 +71,6 @@ class RunCgroup:
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
 
-    def peak_memory_bytes(self) -> int | None:
-        """The most memory the run's tree held at once (RSS, tmpfs, page cache)."""
-        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
-        return _read_int(self._memory_dir() / name)
-
     def oom_kills(self) -> int:
         """How many processes of the run the kernel killed for memory."""
         name = "memory.events" if self.version == 2 else "memory.oom_control"
@@ -108,13 +104,6 @@ class RunCgroup:
                     time.sleep(pause)
                     pause = min(pause * 2, 0.01)
         return removed
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 @functools.cache

@@ -420,6 +420,8 @@ class Server:
                 break
             spare.discard()
             _reap_quietly(spare.pid)
+            if spare.group is not None:  # empty now: the server removes it
+                drop.append(spare.group[0])
         else:
             spare = None
         if spare is not None and used != group["name"]:
