@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 
 from executions.runner import identity, sandbox
-from tests.executions.runner.conftest import require_bwrap, require_ns
+from tests.executions.runner.conftest import base_spec, require_bwrap, require_ns
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -281,20 +281,10 @@ def test_two_instances_with_colliding_run_ids_leave_each_other_alone(isolating, 
     """The cleanup killed every process of the run uid carrying SCRIPTORIUM_RUN_ID=<pk>:
     `make test` next to `make run` killed live runs whose ids collided. Two runs with
     the same id (as two instances would have) now finish independently."""
-    from executions.runner import RunSpec, limits_for, run_script
+    from executions.runner import run_script
 
     def spec(source):
-        return RunSpec(
-            run_id="7",  # the same execution id in two instances
-            source=source,
-            filename="same.py",
-            call_style="kwargs",
-            inputs={},
-            argv=[],
-            requirements=[],
-            input_files=[],
-            limits=limits_for(),
-        )
+        return base_spec(source, run_id="7", filename="same.py")  # the same id in two instances
 
     outcomes = {}
 
@@ -395,23 +385,13 @@ def test_text_no_database_can_store_is_a_clear_error_not_an_internal_one(hostile
 
 def test_an_internal_error_still_removes_the_workspace(isolating, settings, monkeypatch):
     """Any internal failure ends the run with a clear code and removes the workspace."""
-    from executions.runner import RunSpec, limits_for, run, run_script
+    from executions.runner import run, run_script
 
     def broken(*args, **kwargs):
         raise RuntimeError("the environment store is broken")
 
     monkeypatch.setattr(run, "ensure_environment", broken)
-    spec = RunSpec(
-        run_id="internal",
-        source="def main():\n    return {}\n",
-        filename="x.py",
-        call_style="kwargs",
-        inputs={},
-        argv=[],
-        requirements=[],
-        input_files=[],
-        limits=limits_for(),
-    )
+    spec = base_spec("def main():\n    return {}\n", run_id="internal", filename="x.py")
     with pytest.raises(RuntimeError):
         with run_script(spec, on_log=lambda _t: None):
             pass

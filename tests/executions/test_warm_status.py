@@ -4,7 +4,6 @@ templates, real runs (they need what warm runs need: root, ns, cgroups; else ski
 
 import os
 import time
-import uuid
 from io import StringIO
 
 import pytest
@@ -12,9 +11,9 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from executions.runner import RunSpec, limits_for, run_script, templates, warm_up
+from executions.runner import run_script, templates, warm_up
 from executions.runner.environments import ensure_environment, site_packages
-from tests.executions.runner.conftest import _use_backend
+from tests.executions.runner.conftest import _use_backend, base_spec
 
 PAGE = "admin:executions_warm_templates"
 
@@ -36,17 +35,7 @@ def warm(settings, tmp_path):
 def ready(warm):
     """The base environment's template, ready, after one warm run: its status row."""
     assert warm_up([]), "the template never got ready"
-    spec = RunSpec(
-        run_id=f"t{uuid.uuid4().hex[:10]}",
-        source="def main():\n    return {'ok': True}\n",
-        filename="script.py",
-        call_style="kwargs",
-        inputs={},
-        argv=[],
-        requirements=[],
-        input_files=[],
-        limits=limits_for(),
-    )
+    spec = base_spec("def main():\n    return {'ok': True}\n")
     with run_script(spec, on_log=lambda _text: None) as outcome:
         assert outcome.status == "succeeded" and outcome.warm
     # the template hears that the run's sandbox ended a moment after the server heard

@@ -33,6 +33,23 @@ def _runner_dirs(settings, runner_data_dir):
     settings.WORKSPACES_DIR = runner_data_dir / "workspaces"
 
 
+def base_spec(source, *, run_id=None, filename="script.py", call_style="kwargs", **fields):
+    """A RunSpec of ``source`` in the base environment, no inputs, the default limits
+    (``fields``: any other RunSpec field, ``inputs`` and ``limits`` among them)."""
+    return RunSpec(
+        run_id=run_id or f"t{uuid.uuid4().hex[:10]}",
+        source=source,
+        filename=filename,
+        call_style=call_style,
+        inputs=fields.pop("inputs", None) or {},
+        argv=[],
+        requirements=[],
+        input_files=[],
+        limits=fields.pop("limits", None) or limits_for(),
+        **fields,
+    )
+
+
 def require_bwrap():
     problem = sandbox.bwrap_problem()
     if problem:

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from executions.runner import RunSpec, cgroups, identity, limits_for, run_script, sandbox
-from tests.executions.runner.conftest import require_ns
+from executions.runner import cgroups, identity, run_script, sandbox
+from tests.executions.runner.conftest import base_spec, require_ns
 
 UID = 1_900_999_001  # inside the default RUN_UID_RANGE, far from the uids tests draw
 
@@ -72,11 +72,8 @@ def test_a_sealed_run_releases_its_uid_clean_without_a_search(one_uid, settings,
     searched = []
     real = identity.processes_of
     monkeypatch.setattr(identity, "processes_of", lambda uid: searched.append(uid) or real(uid))
-    spec = RunSpec(
-        run_id="clean", source="def main(data):\n    return {'uid': __import__('os').getuid()}\n",
-        filename="s.py", call_style="data", inputs={}, argv=[], requirements=[],
-        input_files=[], limits=limits_for(),
-    )  # fmt: skip
+    source = "def main(data):\n    return {'uid': __import__('os').getuid()}\n"
+    spec = base_spec(source, run_id="clean", filename="s.py", call_style="data")
     log = []
     with run_script(spec, on_log=log.append) as outcome:
         assert outcome.status == "succeeded", "".join(log)

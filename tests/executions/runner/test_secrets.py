@@ -10,7 +10,8 @@ SECRET = "s3cr3t-Value-42!"
 
 
 def test_a_secret_reaches_the_script_and_is_masked_however_it_is_printed(backend):
-    from executions.runner import RunSpec, limits_for, run_script
+    from executions.runner import run_script
+    from tests.executions.runner.conftest import base_spec
 
     source = """
 import os, sys, time
@@ -26,18 +27,7 @@ def main():
     report(50, f"using {token}")
     raise RuntimeError(f"failed with {token}")
 """
-    spec = RunSpec(
-        run_id="secret",
-        source=source,
-        filename="s.py",
-        call_style="kwargs",
-        inputs={},
-        argv=[],
-        requirements=[],
-        input_files=[],
-        limits=limits_for(),
-        secrets={"API_TOKEN": SECRET},
-    )
+    spec = base_spec(source, run_id="secret", filename="s.py", secrets={"API_TOKEN": SECRET})
     log, progress = [], []
     with run_script(spec, on_log=log.append, on_progress=lambda p, m: progress.append(m)) as out:
         outcome = out

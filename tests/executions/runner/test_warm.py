@@ -11,7 +11,7 @@ import pytest
 
 from executions.runner import templates, warm_up
 from executions.runner.environments import READY, ensure_environment
-from tests.executions.runner.conftest import _use_backend
+from tests.executions.runner.conftest import _use_backend, base_spec
 from tests.executions.runner.test_environments import _wheel
 
 FRESH = """
@@ -61,19 +61,7 @@ def _only(state="ready"):
 
 def _spec(run_id, source):
     """A base-environment run of ``source`` started without waiting for a template."""
-    from executions.runner import RunSpec, limits_for
-
-    return RunSpec(
-        run_id=run_id,
-        source=source,
-        filename="script.py",
-        call_style="kwargs",
-        inputs={},
-        argv=[],
-        requirements=[],
-        input_files=[],
-        limits=limits_for(),
-    )
+    return base_spec(source, run_id=run_id)
 
 
 def _gone(pid, seconds=10.0):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from executions.runner import RunSpec, cgroups, identity, limits_for, run_script, templates, warm_up
-from tests.executions.runner.conftest import _use_backend
+from executions.runner import cgroups, identity, limits_for, run_script, templates, warm_up
+from tests.executions.runner.conftest import _use_backend, base_spec
 
 
 @pytest.fixture
@@ -22,15 +22,10 @@ def warm(settings):
 
 
 def _spec(source, *, secrets=None, inputs=None, **limits):
-    return RunSpec(
+    return base_spec(
+        source,
         run_id=f"atk{uuid.uuid4().hex[:8]}",
-        source=source,
-        filename="script.py",
-        call_style="kwargs",
-        inputs=inputs or {},
-        argv=[],
-        requirements=[],
-        input_files=[],
+        inputs=inputs,
         limits=dataclasses.replace(limits_for(), **limits),
         secrets=secrets or {},
     )
