@@ -71,6 +71,27 @@ class RunCgroup:
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
 
+    def kill_sole_task(self) -> int | None:
+        """SIGKILL the group's process when it is the group's only task (one process,
+        one thread) and return its pid when afterwards it still is: then no code of
+        the run can run again (a process with SIGKILL pending never returns to user
+        space, and a fork it had begun fails), though its exit (the teardown of its
+        memory) may not be over. None: no task, more than one, or a fork raced the
+        check; nothing is promised then."""
+        pids_dir = self.dirs[-1]  # v2: the one group; v1: the pids hierarchy's
+        procs, tasks = pids_dir / "cgroup.procs", pids_dir / "pids.current"
+        try:
+            found = procs.read_text().split()
+            # pids.current counts every task, threads and forks under way included
+            if len(found) != 1 or tasks.read_text().strip() != "1":
+                return None
+            pid = int(found[0])
+            os.kill(pid, signal.SIGKILL)
+            alone = tasks.read_text().strip() == "1"  # no fork got past the check
+            return pid if alone and procs.read_text().split() == found else None
+        except (OSError, ValueError):
+            return None
+
     def oom_kills(self) -> int:
         """How many processes of the run the kernel killed for memory."""
         name = "memory.events" if self.version == 2 else "memory.oom_control"

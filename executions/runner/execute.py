@@ -32,6 +32,9 @@ class ProcessResult:
     cpu_time_ms: int | None
     log_bytes: int
     log_truncated: bool
+    # a warm run taken as ended at its harness's last record, its process killed but
+    # its exit maybe not over (see _end_by_record): its groups are left to empty later
+    ended_early: bool = False
 
 
 class LogSink:
@@ -139,8 +142,9 @@ def watch(
     next_cancel_check = started + POLL_SECONDS
     drain_until = None
     kill = functools.partial(kill_tree, proc)
+    early = None  # (status, record) when the run ended at its last record
     try:
-        while open_fds:
+        while open_fds and early is None:
             now = time.monotonic()
             if status is None and proc.exited():
                 kill()  # leftovers die with the run (the group still exists: not reaped)
@@ -176,6 +180,12 @@ def watch(
                 if not data:
                     selector.unregister(fd)
                     open_fds.discard(fd)
+                    if fd == result_r and status is None and not result_overflow:
+                        early = _end_by_record(proc, result)
+                        if early is not None:
+                            status = early[0]
+                            _drain(open_fds, out_fd, sink.feed, progress_r, progress.feed)
+                            break
                 elif fd == out_fd:
                     sink.feed(data)
                 elif fd == result_r:
@@ -204,10 +214,49 @@ def watch(
             kill()
             _wait_exited(proc, None, 5.0)
             status = status or proc.reap()
-    return _finish(proc, status, result, result_overflow, timed_out, cancelled, sink, result_limit)
+    outcome = _finish(
+        proc, status, result, result_overflow, timed_out, cancelled, sink, early and early[1]
+    )
+    outcome.ended_early = early is not None
+    return outcome
 
 
-def _finish(proc, status, result, overflow, timed_out, cancelled, sink, limit) -> ProcessResult:
+def _end_by_record(proc, result: bytearray):
+    """(wait status, record) of a run taken as ended now, at its last record: the
+    harness closes the result channel right after it and exits with the status the
+    record names. The exit of a process forked from a large template (the teardown of
+    its memory) takes milliseconds that are not the script's; the run ends here when
+    the process (a warm run's, ``proc.end_now``) can make sure nothing of the run can
+    run code any more; its CPU time and memory are then the kernel's count so far.
+    None: wait for the exit as usual (a cold run, a record that
+    names no status, a process or thread of the run still there). A script that
+    writes such a record itself and goes on only ends its own run early."""
+    end_now = getattr(proc, "end_now", None)
+    if end_now is None or not result:
+        return None
+    record, _error = _parse_record(bytes(result))
+    code = record.get("exit") if record is not None else None
+    if type(code) is not int or not 0 <= code <= 255:
+        return None
+    status = end_now(code)
+    return (status, record) if status is not None else None
+
+
+def _drain(open_fds: set, *pipes) -> None:
+    """Read what the pipes (fd, feed, fd, feed...) hold now, without waiting for more."""
+    for fd, feed in zip(pipes[::2], pipes[1::2], strict=True):
+        while fd in open_fds:
+            try:
+                data = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                break
+            if not data:
+                open_fds.discard(fd)
+                break
+            feed(data)
+
+
+def _finish(proc, status, result, overflow, timed_out, cancelled, sink, parsed) -> ProcessResult:
     wstatus, rusage = status if status else (None, None)
     code = sig = None
     if wstatus is not None:
@@ -218,6 +267,8 @@ def _finish(proc, status, result, overflow, timed_out, cancelled, sink, limit) -
     record, record_error = None, ""
     if overflow:
         record_error = "RESULT_TOO_LARGE"
+    elif parsed:
+        record = parsed  # read already (_end_by_record)
     elif result:
         record, record_error = _parse_record(bytes(result))
     peak = cpu = None

@@ -433,6 +433,10 @@ def main(control_fd):
     status = record.get("exit", 0 if record["ok"] else 1) & 0xFF
     if os.getpid() != pid:  # a child the script forked came back here: it reports nothing
         os._exit(status)
+    # the exit status, named: a warm run's server may take the run as ended when this
+    # record arrives and the result channel closes (execute.watch), not when the exit,
+    # slow for a process forked from a large template, is over
+    record["exit"] = status
     record["peak_kb"] = _peak_kb()
     try:
         import resource

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from . import cgroups, identity, sandbox, templates
+from . import cgroups, identity, janitor, sandbox, stock, templates
 from .diskguard import DiskGuard
 from .environments import EnvironmentBuildFailed, base_prefix, ensure_environment, site_packages
 from .execute import SIGNAL_NAMES, ProcessResult, watch
@@ -65,27 +65,39 @@ def prepare_and_run(spec, *, on_log, on_progress, should_cancel):
             "give the folder o+x).",
         )
     ident = identity.acquire(spec.run_id)
+    later = []  # releases that wait for the run's last (killed) process to finish exiting
     try:
         workspace, outcome = _prepare_and_run(
-            spec, backend, ident, failed, on_log, on_progress, should_cancel
+            spec, backend, ident, failed, on_log, on_progress, should_cancel, later
         )
     finally:
-        ident.release()  # (an internal error inside has removed the workspace already)
+        if later:  # in the janitor thread: the uid only once its groups are gone
+            janitor.submit(functools.partial(_release_late, later, ident))
+        else:
+            ident.release()  # (an internal error inside has removed the workspace already)
     outcome.duration_seconds = time.monotonic() - started
     return workspace, outcome
 
 
-def _prepare_and_run(spec, backend, ident, failed, on_log, on_progress, should_cancel):
+def _release_late(releases, ident) -> None:
+    for release in releases:
+        release()
+    ident.release()
+
+
+def _prepare_and_run(spec, backend, ident, failed, on_log, on_progress, should_cancel, later):
     owner = (ident.uid, ident.gid) if ident.uid is not None else None
     workspace = create_workspace(spec.run_id, owner=owner, backend=backend)
     try:
-        return _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should_cancel)
+        return _run_in(
+            workspace, spec, backend, ident, failed, on_log, on_progress, should_cancel, later
+        )
     except BaseException:
         workspace.remove()  # never leave a run's files behind, whatever failed
         raise
 
 
-def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should_cancel):
+def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should_cancel, later):
     inside = backend != "rlimit"
     try:
         script_name = sanitise_name(spec.filename or "script.py")
@@ -105,14 +117,14 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
     support = support_dir(str(settings.DATA_DIR))
     limits = spec.limits
     template = _template(spec, backend, python, env_dir, support)
-    group = cgroups.open_run(
-        f"{templates.group_prefix(template)}{ident.name}" if template else ident.name,
-        memory_bytes=limits.memory_mb * 1024 * 1024,
-        max_processes=limits.max_processes,
+    sizes = {"memory_bytes": limits.memory_mb * 1024 * 1024, "max_processes": limits.max_processes}
+    prefix = templates.group_prefix(template) if template else ""
+    group = (stock.take(prefix, **sizes) if template else None) or cgroups.open_run(
+        f"{prefix}{ident.name}", **sizes
     )
     # the group the run's processes are in: a warm run's may be one made for an
     # earlier run (then ``group`` waits in its template for a later one)
-    groups = {"used": group, "given_away": False, "dropped": []}
+    groups = {"used": group, "given_away": False, "dropped": [], "ended_early": False}
     proxy = None
     guard = DiskGuard(
         workspace.work,
@@ -143,23 +155,18 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
             on_progress=on_progress,
             should_cancel=should_stop,
         )
+        groups["ended_early"] = result.ended_early
         used = groups["used"]
         oom_kills = used.oom_kills() if used is not None else 0
         network_line = f"[scriptorium] {proxy.stats().summary()}\n" if proxy else ""
     finally:
-        used = groups["used"]
-        if used is not None and used.remove() and backend == "ns":
-            # every process of the run joined the group before it took the run's uid
-            ident.contained = True
-        for name in groups["dropped"]:
-            cgroups.remove_if_empty(name)
-        if groups.get("wanted") and template is not None:  # after the run: not in its time
-            templates.give_groups(
-                template,
-                count=groups["wanted"],
-                memory_bytes=limits.memory_mb * 1024 * 1024,
-                max_processes=limits.max_processes,
-            )
+        release = functools.partial(_release_groups, groups, ident, backend, template, limits)
+        if groups["ended_early"]:  # its killed process may still be exiting: not now
+            later.append(release)
+        else:
+            release()
+        if template is not None:  # the next run's group, made after this one
+            janitor.submit(functools.partial(stock.make, prefix, **sizes))
         if proxy is not None:
             proxy.close()
     outcome = _outcome(spec, result, backend, oom_kills=oom_kills)
@@ -192,6 +199,25 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
         outcome.log_bytes += size
         on_log(text)
     return workspace, outcome
+
+
+def _release_groups(groups, ident, backend, template, limits) -> None:
+    """Empty and remove the run's groups (killing what is left: under ns every process
+    of the run joined them before it took the run's uid, so the uid is then known
+    clean), remove those its template no longer uses, and give the template new ones
+    for its spares when it wants some (after the run: not in its time)."""
+    used = groups["used"]
+    if used is not None and used.remove() and backend == "ns":
+        ident.contained = True
+    for name in groups["dropped"]:
+        cgroups.remove_if_empty(name)
+    if groups.get("wanted") and template is not None:
+        templates.give_groups(
+            template,
+            count=groups["wanted"],
+            memory_bytes=limits.memory_mb * 1024 * 1024,
+            max_processes=limits.max_processes,
+        )
 
 
 def _inside(backend, python, env_dir, support) -> dict:
@@ -406,6 +432,7 @@ def _run_harness(
                     proc.close()
                     raise templates.TemplateGone(f"no run group {proc.group_name}")
                 groups.update(used=adopted, given_away=True)
+            proc.group = groups["used"]  # for proc.end_now
             groups["dropped"] = proc.dropped_groups
             groups["wanted"] = proc.groups_wanted
         except BaseException:

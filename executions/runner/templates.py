@@ -682,6 +682,7 @@ class WarmProcess:
         self.conn, self.pid, self.pidfd, self.exit_r = conn, pid, pidfd, exit_fd
         self.group_name, self.dropped_groups = "", []  # as the template said (launch)
         self.groups_wanted = 0
+        self.group = None  # the run's groups (a cgroups.RunCgroup), set by the caller
         self.stdout = None  # set by the caller: the read end of the output pipe
         self.returncode = None
         self._buffer = b""
@@ -720,6 +721,23 @@ class WarmProcess:
         self.close()
         return (status, usage)
 
+    def end_now(self, code: int):
+        """(wait status, usage) of the run taken as ended with exit ``code`` now
+        (execute._end_by_record) when its script process is the only task left in
+        the run's groups: it is killed, nothing of the run can run again, and its
+        exit goes on unwatched (the groups are emptied and removed later). Its CPU
+        time and peak memory as the kernel counted them so far (not what the record
+        claims). None: wait for the exit report (also when the one task left is not
+        the script's process, PID 2 of the run: it has ended, and only its exit
+        report has its CPU time)."""
+        pid = self.group.kill_sole_task() if self.group is not None else None
+        usage = _usage_of(pid) if pid else None
+        if usage is None:
+            return None
+        self.returncode = code
+        self.close()
+        return (code << 8, usage)
+
     def kill(self) -> None:
         """SIGKILL the run's first process (its namespace dies with it)."""
         if self.pidfd is not None:
@@ -735,6 +753,28 @@ class WarmProcess:
             os.close(self.exit_r)
             self.exit_r = None
         self.conn.close()
+
+
+def _usage_of(pid: int):
+    """What the run's script process (``pid`` on the host; PID 2 in the run's
+    namespace), killed and not yet reaped, used as wait4 would report it: CPU time
+    with the children it reaped, and its peak memory. None when ``pid`` is gone or is
+    another process of the run."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            status = dict(line.split(b":", 1) for line in fh if b":" in line)
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        if status[b"NSpid"].split()[-1] != b"2":
+            return None
+        peak = int(status[b"VmHWM"].split()[0]) if b"VmHWM" in status else 0
+        utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return SimpleNamespace(
+        ru_utime=(utime + cutime) / tick, ru_stime=(stime + cstime) / tick, ru_maxrss=peak
+    )
 
 
 def _parse_end(line: bytes):

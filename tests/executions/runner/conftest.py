@@ -192,3 +192,12 @@ def run(settings):
         return Run(outcome, "".join(log), progress, files)
 
     return go
+
+
+@pytest.fixture(autouse=True)
+def _janitor_idle():
+    """What a run left to release (janitor.py) is released before the next test."""
+    yield
+    from executions.runner import janitor
+
+    janitor.wait_idle(10)

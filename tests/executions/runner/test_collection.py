@@ -257,7 +257,7 @@ DEEP = 100_000
     ids=["deep", "deep-garbage", "300-deep", "huge-int", "inf", "nan", "bad-utf8", "cut", "list"],
 )
 def test_a_hostile_result_record_gives_a_clear_error(data, reason):
-    pr = _finish(None, None, bytearray(data), False, False, False, LogSink(print, 100), 1 << 20)
+    pr = _finish(None, None, bytearray(data), False, False, False, LogSink(print, 100), None)
     assert pr.record is None
     assert reason in pr.record_error
 
@@ -265,7 +265,7 @@ def test_a_hostile_result_record_gives_a_clear_error(data, reason):
 def test_a_plausible_record_is_kept_and_implausible_counters_dropped():
     nested = b"[" * (MAX_RECORD_DEPTH - 1) + b"]" * (MAX_RECORD_DEPTH - 1)
     data = b'{"ok": true, "result": ' + nested + b', "peak_kb": ' + b"9" * 30 + b', "cpu_ms": 7}'
-    pr = _finish(None, None, bytearray(data), False, False, False, LogSink(print, 100), 1 << 20)
+    pr = _finish(None, None, bytearray(data), False, False, False, LogSink(print, 100), None)
     assert pr.record_error == ""
     assert pr.record["cpu_ms"] == 7 and "peak_kb" not in pr.record
 

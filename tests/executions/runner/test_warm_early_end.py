@@ -1,0 +1,156 @@
+"""A warm run ends at its harness's last record (the exit of a process forked from a
+large template takes milliseconds that are not the script's): only when the script's
+process is the run's only task, killed first; its groups and uid are released once
+its exit is over, by the janitor thread."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from executions.runner import cgroups, identity, janitor
+from executions.runner import run as run_module
+from tests.executions.runner.conftest import _use_backend
+
+WHO = """
+import os
+def who():
+    with open("/proc/self/cgroup") as fh:
+        group = [line.rsplit("/", 1)[1].strip() for line in fh if ":memory:" in line
+                 or line.startswith("0::")][0]
+    print("who", os.getuid(), group, flush=True)
+"""
+
+
+@pytest.fixture
+def warm(settings):
+    if not cgroups.version():
+        pytest.skip("no cgroups here: warm runs are cold")
+    return _use_backend(settings, "ns-warm")
+
+
+@pytest.fixture
+def ended_early(monkeypatch):
+    """Whether each run of the test was taken as ended at its last record."""
+    seen = []
+    real = run_module.watch
+
+    def watch(*args, **kwargs):
+        result = real(*args, **kwargs)
+        seen.append(result.ended_early)
+        return result
+
+    monkeypatch.setattr(run_module, "watch", watch)
+    return seen
+
+
+def _who(log: str) -> tuple[int, str]:
+    uid, group = log.split("who ", 1)[1].split()[:2]
+    return int(uid), group
+
+
+def _group_dirs(name: str) -> list[Path]:
+    return cgroups._dirs_named(name)
+
+
+def _released(uid: int, group: str, settings) -> None:
+    assert janitor.wait_idle(10), "the janitor did not finish"
+    assert identity.processes_of(uid) == []
+    assert not any(path.exists() for path in _group_dirs(group))
+    lock = Path(settings.RUN_UID_LOCK_DIR, str(uid)).read_bytes()[: len(identity.CLEAN)]
+    assert lock == identity.CLEAN
+
+
+# Memory the script holds to its end: its exit (the teardown) then takes long enough
+# that the run is always taken as ended before it is over (a small script's exit may
+# be over first: then the run waits for the exit report, as it may).
+HELD = "HELD = bytearray(256 << 20)\nHELD[::4096] = b'x' * (len(HELD) // 4096)\n"
+
+
+def test_a_run_ends_at_its_last_record_and_its_leftovers_go_after(run, warm, ended_early, settings):
+    r = run(WHO + HELD + "def main():\n    who()\n    return {'n': 1}\n")
+    assert r.status == "succeeded" and r.result == {"n": 1} and r.exit_code == 0, r.log
+    assert ended_early == [True]
+    assert r.cpu_time_ms is not None and r.peak_memory_kb
+    _released(*_who(r.log), settings)
+
+
+def test_a_command_scripts_exit_code_is_kept_when_it_ends_early(run, warm, ended_early):
+    r = run(HELD + "import sys\nprint('bye')\nsys.exit(3)\n", call_style="argv")
+    assert r.status == "failed" and r.exit_code == 3 and r.log == "bye\n", r.log
+    assert ended_early == [True]
+
+
+# The last record written while another task of the run lives (the script writes it
+# itself: the harness writes it only after waiting for the script's threads, and a
+# process that exits takes its threads with it), then the script ends by itself.
+WHILE_ANOTHER_LIVES = (
+    WHO
+    + """
+import os, subprocess, threading, time
+def main():
+    who()
+    {other}
+    os.write(3, b'{{"ok": true, "result": {{"n": 2}}, "exit": 0}}')
+    os.close(3)
+    time.sleep(0.3)
+    os._exit(0)
+"""
+)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()",
+        "subprocess.Popen(['sleep', '30'])",
+    ],
+    ids=["thread", "child"],
+)
+def test_another_task_of_the_run_makes_it_wait_for_the_exit(
+    run, warm, ended_early, settings, other
+):
+    started = time.monotonic()
+    r = run(WHILE_ANOTHER_LIVES.format(other=other))
+    assert time.monotonic() - started >= 0.3, "the run did not wait for the script's exit"
+    assert r.status == "succeeded" and r.result == {"n": 2}, r.log
+    assert ended_early == [False]
+    _released(*_who(r.log), settings)
+
+
+FORGED = (
+    WHO
+    + """
+import os, time
+def main():
+    who()
+    spin = time.process_time() + 0.4
+    while time.process_time() < spin:
+        pass
+    os.write(3, b'{"ok": true, "result": {"forged": 1}, "exit": 0, "cpu_ms": 1}')
+    os.close(3)
+    while True:
+        pass
+"""
+)
+
+
+def test_a_forged_last_record_ends_the_run_there_and_kills_the_script(
+    run, warm, ended_early, settings
+):
+    """A script that writes the harness's last record itself and goes on only ends
+    its own run early: killed there (it would spin until its time limit), and its
+    CPU time is the kernel's count, not the record's claim."""
+    started = time.monotonic()
+    r = run(FORGED, timeout_seconds=20)
+    assert time.monotonic() - started < 5, "the run went on after its record"
+    assert ended_early == [True]
+    assert r.status == "succeeded" and r.result == {"forged": 1}, r.log
+    assert r.cpu_time_ms >= 300, r.cpu_time_ms
+    _released(*_who(r.log), settings)
+
+
+def test_a_cold_run_never_ends_early(run, settings, ended_early):
+    _use_backend(settings, "ns")
+    r = run("def main():\n    return {}\n")
+    assert r.status == "succeeded" and ended_early == [False]
