@@ -15,6 +15,7 @@ import fcntl
 import os
 import secrets
 import signal
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -115,18 +116,23 @@ def processes_of(uid: int) -> list[int]:
     return found
 
 
-def kill_uid(uid: int) -> int:
-    """SIGKILL every process running as ``uid`` (a few rounds, to catch forks).
-    Returns how many were signalled."""
-    killed = 0
-    for _ in range(5):
+def kill_uid(uid: int, *, settle_seconds: float = 1.0) -> int:
+    """SIGKILL every process running as ``uid`` (rounds until none is left, to catch
+    forks) and wait up to ``settle_seconds`` for the signalled ones to be gone (a
+    SIGKILLed process with a large address space takes a while to exit). Returns how
+    many were signalled."""
+    signalled: set[int] = set()
+    deadline = time.monotonic() + settle_seconds
+    pause = 0.001
+    while True:
         pids = processes_of(uid)
-        if not pids:
-            break
+        if not pids or time.monotonic() >= deadline:
+            return len(signalled)
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
+                signalled.add(pid)
             except OSError:
                 pass
-    return killed
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)

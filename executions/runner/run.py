@@ -160,7 +160,7 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
         oom_kills = used.oom_kills() if used is not None else 0
         network_line = f"[scriptorium] {proxy.stats().summary()}\n" if proxy else ""
     finally:
-        release = functools.partial(_release_groups, groups, ident, backend, template, limits)
+        release = functools.partial(_release_groups, groups, ident, backend, template, sizes)
         if groups["ended_early"]:  # its killed process may still be exiting: not now
             later.append(release)
         else:
@@ -201,7 +201,7 @@ def _run_in(workspace, spec, backend, ident, failed, on_log, on_progress, should
     return workspace, outcome
 
 
-def _release_groups(groups, ident, backend, template, limits) -> None:
+def _release_groups(groups, ident, backend, template, sizes) -> None:
     """Empty and remove the run's groups (killing what is left: under ns every process
     of the run joined them before it took the run's uid, so the uid is then known
     clean), remove those its template no longer uses, and give the template new ones
@@ -212,12 +212,7 @@ def _release_groups(groups, ident, backend, template, limits) -> None:
     for name in groups["dropped"]:
         cgroups.remove_if_empty(name)
     if groups.get("wanted") and template is not None:
-        templates.give_groups(
-            template,
-            count=groups["wanted"],
-            memory_bytes=limits.memory_mb * 1024 * 1024,
-            max_processes=limits.max_processes,
-        )
+        templates.give_groups(template, count=groups["wanted"], **sizes)
 
 
 def _inside(backend, python, env_dir, support) -> dict:

@@ -201,3 +201,29 @@ def _janitor_idle():
     from executions.runner import janitor
 
     janitor.wait_idle(10)
+
+
+# A script's helper that prints the run's uid and cgroup name ("who <uid> <group>"),
+# for tests that check what a run left behind (assert_released).
+WHO = """
+import os
+def who():
+    with open("/proc/self/cgroup") as fh:
+        group = [line.rsplit("/", 1)[1].strip() for line in fh if ":memory:" in line
+                 or line.startswith("0::")][0]
+    print("who", os.getuid(), group, flush=True)
+"""
+
+
+def assert_released(log: str, settings) -> None:
+    """The run whose log holds WHO's line left nothing: once the janitor is idle, no
+    process runs as its uid, its cgroups are gone and its uid is marked clean."""
+    from executions.runner import cgroups, identity, janitor
+
+    uid_text, group = log.split("who ", 1)[1].split()[:2]
+    uid = int(uid_text)
+    assert janitor.wait_idle(10), "the janitor did not finish"
+    assert identity.processes_of(uid) == []
+    assert not any(path.exists() for path in cgroups._dirs_named(group))
+    lock = Path(settings.RUN_UID_LOCK_DIR, str(uid)).read_bytes()[: len(identity.CLEAN)]
+    assert lock == identity.CLEAN

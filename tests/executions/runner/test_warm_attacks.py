@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from executions.runner import cgroups, identity, limits_for, run_script, templates, warm_up
-from tests.executions.runner.conftest import _use_backend, base_spec
+from executions.runner import cgroups, limits_for, run_script, templates, warm_up
+from tests.executions.runner.conftest import WHO, _use_backend, assert_released, base_spec
 
 
 @pytest.fixture
@@ -250,23 +250,12 @@ def test_concurrent_runs_of_one_template_share_no_tmp_shm_ipc_or_sockets(run, wa
     assert later.result["tmp"] == [] and later.result["shm"] == -1 and not later.result["abstract"]
 
 
-def _cgroup_dirs(name):
-    if cgroups.version() == 2:
-        return [cgroups.ROOT / cgroups.PARENT / name]
-    return [cgroups.ROOT / c / cgroups.PARENT / name for c in ("memory", "pids")]
-
-
-def _lock_state(uid, settings):
-    return Path(settings.RUN_UID_LOCK_DIR, str(uid)).read_bytes()[: len(identity.CLEAN)]
-
-
-DAEMON = """
+DAEMON = (
+    WHO
+    + """
 import os, signal, time
 def main():
-    with open("/proc/self/cgroup") as fh:
-        group = [line.rsplit("/", 1)[1].strip() for line in fh if ":memory:" in line
-                 or line.startswith("0::")][0]
-    print("who", os.getuid(), group, flush=True)
+    who()
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
@@ -279,6 +268,7 @@ def main():
     time.sleep(0.2)
     {end}
 """
+)
 
 
 @pytest.mark.parametrize(
@@ -296,10 +286,7 @@ def test_a_daemon_that_leaves_its_group_ends_with_the_run_and_its_uid_is_clean(
     started = time.monotonic()
     r = run(DAEMON.format(end=end), timeout_seconds=20)
     assert time.monotonic() - started < 10, "the run lasted until its time limit"
-    uid, group = r.log.split("who ", 1)[1].split()[:2]
-    assert identity.processes_of(int(uid)) == []
-    assert not any(path.exists() for path in _cgroup_dirs(group))
-    assert _lock_state(int(uid), settings) == identity.CLEAN
+    assert_released(r.log, settings)
 
 
 FAKE_END = """

@@ -4,22 +4,12 @@ process is the run's only task, killed first; its groups and uid are released on
 its exit is over, by the janitor thread."""
 
 import time
-from pathlib import Path
 
 import pytest
 
-from executions.runner import cgroups, identity, janitor
+from executions.runner import cgroups
 from executions.runner import run as run_module
-from tests.executions.runner.conftest import _use_backend
-
-WHO = """
-import os
-def who():
-    with open("/proc/self/cgroup") as fh:
-        group = [line.rsplit("/", 1)[1].strip() for line in fh if ":memory:" in line
-                 or line.startswith("0::")][0]
-    print("who", os.getuid(), group, flush=True)
-"""
+from tests.executions.runner.conftest import WHO, _use_backend, assert_released
 
 
 @pytest.fixture
@@ -44,23 +34,6 @@ def ended_early(monkeypatch):
     return seen
 
 
-def _who(log: str) -> tuple[int, str]:
-    uid, group = log.split("who ", 1)[1].split()[:2]
-    return int(uid), group
-
-
-def _group_dirs(name: str) -> list[Path]:
-    return cgroups._dirs_named(name)
-
-
-def _released(uid: int, group: str, settings) -> None:
-    assert janitor.wait_idle(10), "the janitor did not finish"
-    assert identity.processes_of(uid) == []
-    assert not any(path.exists() for path in _group_dirs(group))
-    lock = Path(settings.RUN_UID_LOCK_DIR, str(uid)).read_bytes()[: len(identity.CLEAN)]
-    assert lock == identity.CLEAN
-
-
 # Memory the script holds to its end: its exit (the teardown) then takes long enough
 # that the run is always taken as ended before it is over (a small script's exit may
 # be over first: then the run waits for the exit report, as it may).
@@ -72,7 +45,7 @@ def test_a_run_ends_at_its_last_record_and_its_leftovers_go_after(run, warm, end
     assert r.status == "succeeded" and r.result == {"n": 1} and r.exit_code == 0, r.log
     assert ended_early == [True]
     assert r.cpu_time_ms is not None and r.peak_memory_kb
-    _released(*_who(r.log), settings)
+    assert_released(r.log, settings)
 
 
 def test_a_command_scripts_exit_code_is_kept_when_it_ends_early(run, warm, ended_early):
@@ -115,7 +88,7 @@ def test_another_task_of_the_run_makes_it_wait_for_the_exit(
     assert time.monotonic() - started >= 0.3, "the run did not wait for the script's exit"
     assert r.status == "succeeded" and r.result == {"n": 2}, r.log
     assert ended_early == [False]
-    _released(*_who(r.log), settings)
+    assert_released(r.log, settings)
 
 
 FORGED = (
@@ -147,7 +120,7 @@ def test_a_forged_last_record_ends_the_run_there_and_kills_the_script(
     assert ended_early == [True]
     assert r.status == "succeeded" and r.result == {"forged": 1}, r.log
     assert r.cpu_time_ms >= 300, r.cpu_time_ms
-    _released(*_who(r.log), settings)
+    assert_released(r.log, settings)
 
 
 def test_a_cold_run_never_ends_early(run, settings, ended_early):
