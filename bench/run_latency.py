@@ -12,22 +12,19 @@ and each as a ratio to the floor measured in alternation with it (the machine's 
 drifts). Targets: warm runner <= 0.6x, sync HTTP light and
 pandas <= 1.5x the floor.
 
-    .venv/bin/python bench/run_latency.py [--runs 40] [--no-pandas]
+    .venv/bin/python bench/run_latency.py [--runs 40] [--no-pandas] [--data-parent DIR]
 """
 
 import argparse
-import atexit
 import http.client
 import importlib.util
 import json
 import os
 import secrets
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -164,10 +161,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--no-pandas", action="store_true", help="skip the pandas figure")
+    parser.add_argument(
+        "--data-parent", help="where the temporary DATA_DIR is made (default: var/bench)"
+    )
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="scriptorium-bench-latency-"))
-    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
-    data_dir.chmod(0o711)
+    data_dir = _helpers.scratch_data_dir("scriptorium-bench-latency-", args.data_parent)
     (data_dir / "static").mkdir()
     log = data_dir / "gunicorn.log"
     os.environ.update(
@@ -224,6 +222,7 @@ def main() -> None:
     print(f"runs per figure: {args.runs}   sandbox backend: {sandbox.backend_name()}   "
           f"warm runs: {templates.problem() or 'on'}")  # fmt: skip
     print("server: gunicorn (config/gunicorn.conf.py, gthread), config.settings.production")
+    print(f"DATA_DIR (workspaces, environments, database): {data_dir}")
     print("each figure's ratio is to the floor measured in alternation with it (its own")
     print("floor column); the first row is the floor measured on its own")
     print(
