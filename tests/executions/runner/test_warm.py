@@ -93,6 +93,17 @@ def test_each_warm_run_is_a_fresh_process(run, warm):
     assert first.result["random"] != second.result["random"], "runs share random state"
 
 
+def test_runs_of_a_numpy_template_draw_their_own_numbers(run, warm):
+    # numpy's global generator is made when numpy.random is imported: here in the
+    # template (pandas imports it). Each run's process reseeds it (while it waits for
+    # its request), else every run would draw the same numbers.
+    source = "import numpy as np\n\ndef main():\n    return {'n': float(np.random.random())}\n"
+    analysis = ["matplotlib", "pandas"]  # the environment of the fidelity tests
+    draws = [run(source, requirements=analysis, imports=("pandas",)) for _ in range(2)]
+    assert all(d.status == "succeeded" and d.warm for d in draws), draws[0].log
+    assert draws[0].result["n"] != draws[1].result["n"], "runs share numpy's random state"
+
+
 def test_template_is_shown_with_its_runs_memory_and_modules(run, warm, own_data_dir):
     run("def main():\n    return {}\n", imports=("json",))
     run("def main():\n    return {}\n", imports=("json",))
