@@ -146,6 +146,7 @@ def _learn(env_dir: Path, *, seen=(), excluded=()) -> None:
         "excluded": sorted(set(old_excluded) | set(excluded)),
     }
     if data != {"seen": old_seen, "excluded": sorted(old_excluded)}:
+        data["data_dir"] = str(Path(settings.DATA_DIR).resolve())  # see _prune_ended
         tmp = _learned_path(env_dir).with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, _learned_path(env_dir))
@@ -327,7 +328,8 @@ def template_control(layout: dict, *, listen_fd, status_fd, uid, cgroup_fds, pre
 
 def _prune_ended(older_than: float = 600.0) -> None:
     """Remove the files of ended templates of any instance (a test session or an
-    instance that is gone), once they are ``older_than`` seconds old."""
+    instance that is gone), and the learned imports of instances whose DATA_DIR is
+    gone, once they are ``older_than`` seconds old."""
     cutoff = time.time() - older_than
     for meta_path in _dir().glob("*.json"):
         try:
@@ -339,6 +341,15 @@ def _prune_ended(older_than: float = 600.0) -> None:
             continue
         if not _alive(meta):
             _remove_files(meta_path.with_suffix(""))
+    for learned in _dir().glob("*.imports"):  # of an instance whose data dir is gone
+        try:
+            if learned.stat().st_mtime > cutoff:
+                continue
+            data_dir = json.loads(learned.read_text()).get("data_dir")
+            if data_dir and not os.path.isdir(data_dir):
+                learned.unlink()
+        except (OSError, ValueError, AttributeError):
+            continue
     _prune_groups()
 
 

@@ -86,6 +86,19 @@ def _wait_until_running(tmp_path: Path, clusters, timeout: float = 20.0) -> None
     raise AssertionError(f"the clusters did not start: {_logs(tmp_path)}")
 
 
+def _stop_templates(env: dict) -> None:
+    """End the warm templates a cluster started (they outlive it by design: the
+    processes of one instance share them, until idle for RUN_WARM_IDLE_SECONDS)."""
+    subprocess.run(
+        [sys.executable, "manage.py", "warm", "--stop", "--now"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        timeout=60,
+        check=True,
+    )
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -118,16 +131,17 @@ def test_two_clusters_drain_200_runs_exactly_once(tmp_path, user, upload, monkey
     queue = f"scriptorium-clusters-{os.getpid()}-{int(time.time())}"
     broker = get_broker(list_key=queue)
     monkeypatch.setattr(Conf, "PREFIX", queue)  # tasks are signed with the cluster's name
+    envs = {name: _env(tmp_path / name, queue) for name in ("machine-a", "machine-b")}
     clusters = [
         subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
-            env=_env(tmp_path / name, queue),
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=(tmp_path / f"{name}.log").open("w"),
             start_new_session=True,
         )
-        for name in ("machine-a", "machine-b")
+        for name, env in envs.items()
     ]
     started = time.monotonic()
     try:
@@ -154,6 +168,8 @@ def test_two_clusters_drain_200_runs_exactly_once(tmp_path, user, upload, monkey
         for cluster in clusters:
             _stop(cluster)
         broker.delete_queue()
+        for env in envs.values():
+            _stop_templates(env)
 
     done = {e.pk: e for e in Execution.objects.filter(pk__in=ids)}
     unfinished = {

@@ -2,10 +2,12 @@
 process; a template that crashes, idles, or whose environment changes is survived.
 (The containment and fidelity tests run on the warm path too: backend "ns-warm".)"""
 
+import json
 import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -321,3 +323,26 @@ def test_a_stopped_template_leaves_no_run_group(run, warm, own_data_dir):
         templates._prune_groups()
         time.sleep(0.05)
     assert not _groups_of(key)
+
+
+def test_learned_imports_of_an_instance_whose_data_dir_is_gone_are_pruned(
+    settings, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(templates, "_prune_groups", lambda: 0)  # other tests' cgroups
+    settings.RUN_WARM_DIR = tmp_path / "warm"
+    gone, kept = tmp_path / "gone", tmp_path / "kept"
+    for data_dir in (gone, kept):
+        data_dir.mkdir()
+        settings.DATA_DIR = data_dir
+        templates._learn(Path("/envs/e1"), seen=["json"])
+    learned = sorted(settings.RUN_WARM_DIR.glob("*.imports"))
+    assert len(learned) == 2
+    gone.rmdir()
+    templates._prune_ended()  # too recent yet: kept
+    assert sorted(settings.RUN_WARM_DIR.glob("*.imports")) == learned
+    for path in learned:
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    templates._prune_ended()
+    left = [json.loads(p.read_text())["data_dir"] for p in settings.RUN_WARM_DIR.glob("*.imports")]
+    assert left == [str(kept.resolve())]
+    assert templates._learned(Path("/envs/e1")) == (["json"], [])  # DATA_DIR is kept's
