@@ -515,6 +515,11 @@ def main() -> None:
         failed = True
         raise
     finally:
+        # the warm templates the clusters and servers started outlive them (shared by an
+        # instance's processes until idle): they go with the bench's DATA_DIR
+        from executions.runner import templates
+
+        templates.stop_all(now=True)
         if failed:
             print(f"logs kept in {logs}", file=sys.stderr)
         else:

@@ -216,7 +216,7 @@ def main() -> None:
     finally:
         if server is not None:
             stop(server)
-        templates.stop_started_here()
+        templates.stop_all(now=True)  # also those gunicorn started
 
     floor_med, _ = summary(floor)
     print(f"runs per figure: {args.runs}   sandbox backend: {sandbox.backend_name()}   "
