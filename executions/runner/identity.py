@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from django.conf import settings
 
 ATTEMPTS = 64
+# uids whose leftovers outlived their SIGKILL (stuck in the kernel): passed over, by
+# this process, for a while, rather than waited for again by every run
+STUCK_SECONDS = 60.0
+_stuck: dict[int, float] = {}
 CLEAN, BUSY = b"clean\n", b"busy\n\0"  # what a lock file says of its uid (same length)
 
 
@@ -73,6 +77,8 @@ def acquire(run_id: str) -> RunIdentity:
     os.makedirs(lock_dir, mode=0o700, exist_ok=True)
     for _ in range(ATTEMPTS):
         uid = low + secrets.randbelow(high - low + 1)
+        if _stuck and _stuck.get(uid, 0) > time.monotonic():
+            continue
         path = f"{lock_dir}/{uid}"
         try:  # a uid never handed out before has no leftovers to look for
             fd, fresh = (
@@ -87,7 +93,12 @@ def acquire(run_id: str) -> RunIdentity:
             os.close(fd)
             continue
         if not fresh and os.pread(fd, len(CLEAN), 0) != CLEAN:
-            kill_uid(uid)  # a leftover of a crashed worker must not share the run's uid
+            # a leftover of a crashed worker must not share the run's uid: killed, and
+            # the uid is passed over while one is still there (it stays marked busy)
+            if kill_uid(uid) and processes_of(uid):
+                _stuck[uid] = time.monotonic() + STUCK_SECONDS
+                os.close(fd)
+                continue
         _mark(fd, BUSY)
         return RunIdentity(name=name, uid=uid, gid=uid, _lock_fd=fd)
     raise RuntimeError("no free run uid in RUN_UID_RANGE")

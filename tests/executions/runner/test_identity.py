@@ -81,3 +81,31 @@ def test_a_sealed_run_releases_its_uid_clean_without_a_search(one_uid, settings,
     assert sandbox.backend_name() == "ns"
     assert searched == []  # a new uid, released clean: no scan of /proc either way
     assert one_uid.read_bytes() == identity.CLEAN
+
+
+def test_a_uid_whose_leftover_will_not_die_is_passed_over(settings, tmp_path, monkeypatch):
+    if os.geteuid() != 0:
+        pytest.skip("the server is not root: runs have no uid of their own")
+    settings.RUN_UID_RANGE = f"{UID}-{UID + 1}"
+    settings.RUN_UID_LOCK_DIR = tmp_path / "uids"
+    (tmp_path / "uids").mkdir()
+    (tmp_path / "uids" / str(UID)).write_bytes(identity.BUSY)  # a crashed holder's
+    stuck = _sleeper_as(UID)
+    kills = []
+
+    def kill_that_fails(uid, **_):  # as for a process stuck in the kernel: it survives
+        kills.append(uid)
+        return 1
+
+    monkeypatch.setattr(identity, "kill_uid", kill_that_fails)
+    monkeypatch.setattr(identity, "_stuck", {})
+    try:
+        for n in range(8):
+            ident = identity.acquire(f"run-{n}")
+            ident.release()
+            assert ident.uid == UID + 1
+        assert (tmp_path / "uids" / str(UID)).read_bytes() == identity.BUSY
+        assert kills.count(UID) == 1, "the stuck uid was tried again, not passed over"
+    finally:
+        stuck.kill()
+        stuck.wait()
