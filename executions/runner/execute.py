@@ -143,6 +143,7 @@ def watch(
     drain_until = None
     kill = functools.partial(kill_tree, proc)
     early = None  # (status, record) when the run ended at its last record
+    parsed = None  # the record, once read (the result pipe closed)
     try:
         while open_fds and early is None:
             now = time.monotonic()
@@ -181,9 +182,9 @@ def watch(
                     selector.unregister(fd)
                     open_fds.discard(fd)
                     if fd == result_r and status is None and not result_overflow:
-                        early = _end_by_record(proc, result)
-                        if early is not None:
-                            status = early[0]
+                        ended, parsed = _end_by_record(proc, result)
+                        if ended is not None:
+                            early, status = (ended, parsed), ended
                             _drain(open_fds, out_fd, sink.feed, progress_r, progress.feed)
                             break
                 elif fd == out_fd:
@@ -214,32 +215,30 @@ def watch(
             kill()
             _wait_exited(proc, None, 5.0)
             status = status or proc.reap()
-    outcome = _finish(
-        proc, status, result, result_overflow, timed_out, cancelled, sink, early and early[1]
-    )
+    outcome = _finish(proc, status, result, result_overflow, timed_out, cancelled, sink, parsed)
     outcome.ended_early = early is not None
     return outcome
 
 
 def _end_by_record(proc, result: bytearray):
-    """(wait status, record) of a run taken as ended now, at its last record: the
+    """(wait status or None, record or None) of a run taken as ended now, at its last
+    record (the record is kept either way: it is parsed once): the
     harness closes the result channel right after it and exits with the status the
     record names. The exit of a process forked from a large template (the teardown of
     its memory) takes milliseconds that are not the script's; the run ends here when
     the process (a warm run's, ``proc.end_now``) can make sure nothing of the run can
     run code any more; its CPU time and memory are then the kernel's count so far.
-    None: wait for the exit as usual (a cold run, a record that
+    No status: wait for the exit as usual (a cold run, a record that
     names no status, a process or thread of the run still there). A script that
     writes such a record itself and goes on only ends its own run early."""
     end_now = getattr(proc, "end_now", None)
     if end_now is None or not result:
-        return None
+        return None, None
     record, _error = _parse_record(bytes(result))
     code = record.get("exit") if record is not None else None
     if type(code) is not int or not 0 <= code <= 255:
-        return None
-    status = end_now(code)
-    return (status, record) if status is not None else None
+        return None, record
+    return end_now(code), record
 
 
 def _drain(open_fds: set, *pipes) -> None:
@@ -273,7 +272,7 @@ def _finish(proc, status, result, overflow, timed_out, cancelled, sink, parsed) 
         record, record_error = _parse_record(bytes(result))
     peak = cpu = None
     if rusage is not None:
-        peak = int(rusage.ru_maxrss)
+        peak = int(rusage.ru_maxrss) if rusage.ru_maxrss is not None else None
         cpu = int((rusage.ru_utime + rusage.ru_stime) * 1000)
     return ProcessResult(
         returncode=code,

@@ -80,9 +80,16 @@ def prepare_and_run(spec, *, on_log, on_progress, should_cancel):
 
 
 def _release_late(releases, ident) -> None:
-    for release in releases:
-        release()
-    ident.release()
+    """Release what a run ended early left (its groups), then its uid, whatever a
+    release raised (the uid is marked clean only when nothing of it runs)."""
+    try:
+        for release in releases:
+            try:
+                release()
+            except Exception:  # noqa: BLE001 - logged; the rest is released all the same
+                logger.exception("releasing the groups of a run failed")
+    finally:
+        ident.release()
 
 
 def _prepare_and_run(spec, backend, ident, failed, on_log, on_progress, should_cancel, later):
@@ -602,7 +609,10 @@ def _signal_error(sig, exit_code, pr: ProcessResult, limits) -> tuple[str, str]:
 
 def _peak(pr: ProcessResult) -> int | None:
     """The harness's own peak (VmHWM) when it reported one; ru_maxrss otherwise,
-    which may include the size of the server process it was forked from."""
+    which may include the size of the server process it was forked from. A run ended
+    at its record: the kernel's count (the record may be the script's own)."""
+    if pr.ended_early and pr.peak_memory_kb:
+        return pr.peak_memory_kb
     if pr.record is not None and isinstance(pr.record.get("peak_kb"), int):
         return max(pr.record["peak_kb"], 0)
     return pr.peak_memory_kb
@@ -610,7 +620,10 @@ def _peak(pr: ProcessResult) -> int | None:
 
 def _cpu(pr: ProcessResult) -> int | None:
     """CPU time the harness measured (it and its reaped children), else the rusage
-    of the direct child (under bwrap that is bwrap's own, not the script's)."""
+    of the direct child (under bwrap that is bwrap's own, not the script's). A run
+    ended at its record: the kernel's count (the record may be the script's own)."""
+    if pr.ended_early and pr.cpu_time_ms is not None:
+        return pr.cpu_time_ms
     if pr.record is not None and isinstance(pr.record.get("cpu_ms"), int):
         return max(pr.record["cpu_ms"], pr.cpu_time_ms or 0)
     return pr.cpu_time_ms

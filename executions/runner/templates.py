@@ -606,13 +606,15 @@ def give_groups(template: Template, *, count: int, memory_bytes: int, max_proces
             made.append(group)
     if not made:
         return
-    fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for g in made for path in g.procs_files]
     entries = [
         {"name": g.name, "limits": [memory_bytes, max_processes], "fds": len(g.procs_files)}
         for g in made
     ]
     payload = marshal.dumps({"groups": entries})
-    try:
+    fds = []
+    try:  # (a group may be gone already: pruned as no longer used, its template ended)
+        for path in (path for g in made for path in g.procs_files):
+            fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(2)
             conn.connect(template.socket_path)
@@ -741,8 +743,8 @@ class WarmProcess:
         claims). None: wait for the exit report (also when the one task left is not
         the script's process, PID 2 of the run: it has ended, and only its exit
         report has its CPU time)."""
-        pid = self.group.kill_sole_task() if self.group is not None else None
-        usage = _usage_of(pid) if pid else None
+        killed = self.group.kill_sole_task(_script_peak) if self.group is not None else None
+        usage = _usage_of(*killed) if killed else None
         if usage is None:
             return None
         self.returncode = code
@@ -766,21 +768,32 @@ class WarmProcess:
         self.conn.close()
 
 
-def _usage_of(pid: int):
-    """What the run's script process (``pid`` on the host; PID 2 in the run's
-    namespace), killed and not yet reaped, used as wait4 would report it: CPU time
-    with the children it reaped, and its peak memory. None when ``pid`` is gone or is
-    another process of the run."""
+def _script_peak(pid: int):
+    """(True when ``pid`` is the run's script process, PID 2 in the run's namespace;
+    its peak memory in kB, None when unknown), read while it lives (its memory
+    figures go with its memory once it is killed)."""
     try:
         with open(f"/proc/{pid}/status", "rb") as fh:
             status = dict(line.split(b":", 1) for line in fh if b":" in line)
+        peak = int(status[b"VmHWM"].split()[0]) if b"VmHWM" in status else None
+        return status[b"NSpid"].split()[-1] == b"2", peak
+    except (OSError, ValueError, IndexError, KeyError):
+        return False, None
+
+
+def _usage_of(pid: int, seen):
+    """What the run's script process (``pid`` on the host), killed and not yet reaped,
+    used as wait4 would report it: CPU time with the children it reaped, and its peak
+    memory (``seen``: what _script_peak read before the kill). None when ``pid`` is
+    gone or is another process of the run."""
+    is_script, peak = seen
+    if not is_script:
+        return None
+    try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
-        if status[b"NSpid"].split()[-1] != b"2":
-            return None
-        peak = int(status[b"VmHWM"].split()[0]) if b"VmHWM" in status else 0
         utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-    except (OSError, ValueError, IndexError, KeyError):
+    except (OSError, ValueError, IndexError):
         return None
     tick = os.sysconf("SC_CLK_TCK")
     return SimpleNamespace(

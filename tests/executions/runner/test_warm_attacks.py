@@ -4,6 +4,7 @@ own sandbox's PID 1, and the server's account of how it ended. Compared with the
 ns path where the two differ."""
 
 import dataclasses
+import os
 import socket
 import threading
 import time
@@ -425,3 +426,26 @@ def _push(conn):
             conn.sendall(b"y" * 65536)
     except OSError:
         pass
+
+
+def test_groups_for_a_template_that_are_pruned_before_they_are_sent_are_let_go(monkeypatch):
+    """give_groups after a run: a group it made may be removed before it is handed
+    over (pruned as no longer used: its template ended). No error, no fd kept, no
+    group left behind."""
+    if not cgroups.version():
+        pytest.skip("no cgroups here")
+    real, made = cgroups.open_run, []
+
+    def made_then_pruned(name, **limits):
+        group = real(name, **limits)
+        made.append(group)
+        group.remove()
+        return group
+
+    monkeypatch.setattr(cgroups, "open_run", made_then_pruned)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    gone = templates.Template(key="k" * 16, socket_path="/nonexistent/template.sock")
+    templates.give_groups(gone, count=2, memory_bytes=64 << 20, max_processes=16)
+    assert len(made) == 2
+    assert not any(path.exists() for group in made for path in group.dirs)
+    assert len(os.listdir("/proc/self/fd")) == fds_before

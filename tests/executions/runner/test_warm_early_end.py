@@ -100,7 +100,8 @@ def main():
     spin = time.process_time() + 0.4
     while time.process_time() < spin:
         pass
-    os.write(3, b'{"ok": true, "result": {"forged": 1}, "exit": 0, "cpu_ms": 1}')
+    os.write(3, b'{"ok": true, "result": {"forged": 1}, "exit": 0, "cpu_ms": 99999999, '
+                b'"peak_kb": 1}')
     os.close(3)
     while True:
         pass
@@ -113,13 +114,31 @@ def test_a_forged_last_record_ends_the_run_there_and_kills_the_script(
 ):
     """A script that writes the harness's last record itself and goes on only ends
     its own run early: killed there (it would spin until its time limit), and its
-    CPU time is the kernel's count, not the record's claim."""
+    CPU time and peak memory are the kernel's count, not the record's claims."""
     started = time.monotonic()
     r = run(FORGED, timeout_seconds=20)
     assert time.monotonic() - started < 5, "the run went on after its record"
     assert ended_early == [True]
     assert r.status == "succeeded" and r.result == {"forged": 1}, r.log
-    assert r.cpu_time_ms >= 300, r.cpu_time_ms
+    assert 300 <= r.cpu_time_ms < 20_000, r.cpu_time_ms
+    assert r.peak_memory_kb > 1000, r.peak_memory_kb  # an interpreter's, at least
+    assert_released(r.log, settings)
+
+
+def test_a_failed_release_of_a_runs_groups_still_frees_its_uid(
+    run, warm, ended_early, settings, monkeypatch
+):
+    """The janitor releases the uid of a run that ended early even when releasing its
+    groups raised (a group pruned meanwhile, say): the uid is not left locked."""
+    real = run_module._release_groups
+
+    def failing(*args, **kwargs):
+        real(*args, **kwargs)
+        raise FileNotFoundError("the group was pruned meanwhile")
+
+    monkeypatch.setattr(run_module, "_release_groups", failing)
+    r = run(WHO + HELD + "def main():\n    who()\n    return {}\n")
+    assert r.status == "succeeded" and ended_early == [True], r.log
     assert_released(r.log, settings)
 
 
