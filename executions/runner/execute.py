@@ -221,16 +221,16 @@ def watch(
 
 
 def _end_by_record(proc, result: bytearray):
-    """(wait status or None, record or None) of a run taken as ended now, at its last
-    record (the record is kept either way: it is parsed once): the
-    harness closes the result channel right after it and exits with the status the
-    record names. The exit of a process forked from a large template (the teardown of
-    its memory) takes milliseconds that are not the script's; the run ends here when
-    the process (a warm run's, ``proc.end_now``) can make sure nothing of the run can
-    run code any more; its CPU time and memory are then the kernel's count so far.
-    No status: wait for the exit as usual (a cold run, a record that
-    names no status, a process or thread of the run still there). A script that
-    writes such a record itself and goes on only ends its own run early."""
+    """(wait status, record) when the run is taken as ended now, at its last record;
+    (None, record) when it waits for its exit as usual (a cold run, a record that names
+    no status, a process or thread of the run still there). The record, parsed here,
+    is not parsed again. The harness closes the result channel right after the record
+    and exits with the status it names; the exit of a process forked from a large
+    template (the teardown of its memory) takes milliseconds that are not the
+    script's. The run ends here when its process (a warm run's, ``proc.end_now``)
+    can make sure nothing of the run runs code any more; its CPU time and memory are
+    then the kernel's count. A script that writes such a record itself and goes on
+    only ends its own run early."""
     end_now = getattr(proc, "end_now", None)
     if end_now is None or not result:
         return None, None

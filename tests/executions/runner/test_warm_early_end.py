@@ -91,6 +91,25 @@ def test_another_task_of_the_run_makes_it_wait_for_the_exit(
     assert_released(r.log, settings)
 
 
+@pytest.mark.parametrize("exit_value", ["256", "-1", "true", '"0"', "0.0", "null"])
+def test_a_record_whose_exit_is_not_a_status_makes_the_run_wait_for_the_exit(
+    run, warm, ended_early, exit_value
+):
+    script = (
+        "import os, time\n"
+        "def main():\n"
+        f'    os.write(3, b\'{{"ok": true, "result": {{}}, "exit": {exit_value}}}\')\n'
+        "    os.close(3)\n"
+        "    time.sleep(0.3)\n"
+        "    os._exit(0)\n"
+    )
+    started = time.monotonic()
+    r = run(script)
+    assert time.monotonic() - started >= 0.3, "the run did not wait for the script's exit"
+    assert r.status == "succeeded" and r.exit_code == 0, r.log
+    assert ended_early == [False]
+
+
 FORGED = (
     WHO
     + """
