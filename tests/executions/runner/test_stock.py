@@ -11,7 +11,7 @@ SIZES = {"memory_bytes": 64 << 20, "max_processes": 16}
 
 
 @pytest.fixture
-def kept(monkeypatch):
+def kept():
     """A stock of this test's own (the module's serves the runs of other tests)."""
     if not cgroups.version():
         pytest.skip("no cgroups here")
