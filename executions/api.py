@@ -350,7 +350,7 @@ class SyncRunView(APIView):
             inputs=serializer.validated_data.get("data"),
             timeout=serializer.validated_data.get("timeout"),
             source="sync",
-            enqueue=False,
+            claim=True,  # recorded as running: this process runs it now
         )
         execution = services.execution_run_and_wait(
             execution=execution, wait_seconds=settings.SYNC_RUN_WAIT

@@ -30,7 +30,11 @@ from config.logging import get_logger
 from executions.models import Execution
 from executions.signals import send_execution_finished
 from executions.transitions import execution_transition
-from executions.worker import execution_run, execution_run_and_wait  # noqa: F401
+from executions.worker import (  # noqa: F401 - the runs' services are here too
+    claim_fields,
+    execution_run,
+    execution_run_and_wait,
+)
 from scripts import selectors as script_selectors
 from vault import services as vault_services
 
@@ -209,9 +213,13 @@ def execution_start(
     version=None,
     enqueue: bool = True,
     schedule_id: int | None = None,
+    claim: bool = False,
 ) -> Execution:
     """Validate a run request and record it as ``queued``; the run is enqueued when
-    the transaction commits (``enqueue=False``: the caller runs it). Bad inputs raise
+    the transaction commits (``enqueue=False``: the caller runs it). ``claim=True``:
+    the caller runs it at once (the sync API), so it is recorded as ``running``,
+    claimed by this thread, and never enqueued; a process that dies before the run
+    ends leaves a row the reaper marks ``lost``, as it does a worker's. Bad inputs raise
     VALIDATION_ERROR (400) with field paths and leave no row; so does a user over
     MAX_EXECUTIONS_PER_HOUR or MAX_CONCURRENT_EXECUTIONS (RATE_LIMITED, 429, with
     ``retry_after`` seconds in details). ``source``: who starts it (Execution.Source);
@@ -265,10 +273,15 @@ def execution_start(
             options=options,
             rerun_of=rerun_of,
             schedule_id=schedule_id,
+            **({"status": Execution.Status.RUNNING, **claim_fields()} if claim else {}),
         )
-        if enqueue:
+        if enqueue and not claim:
             transaction.on_commit(lambda: _enqueue(execution.pk))
-    logger.info("execution queued", execution_id=execution.pk, script=script.logical_path)
+    logger.info(
+        "execution started" if claim else "execution queued",
+        execution_id=execution.pk,
+        script=script.logical_path,
+    )
     return execution
 
 

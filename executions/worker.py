@@ -33,12 +33,18 @@ CANCEL_POLL_SECONDS = 0.5
 RUN_THREAD_IDLE_SECONDS = 60  # a sync-run thread with nothing to do for this long ends
 
 
+def claim_fields() -> dict[str, Any]:
+    """What a run's row holds once claimed, besides its ``running`` status: started
+    and heartbeating now, by this host and thread."""
+    now = timezone.now()
+    worker = f"{socket.gethostname()}:{threading.get_native_id()}"
+    return {"started_at": now, "heartbeat_at": now, "worker": worker[:255]}
+
+
 def _claim(execution_id: int) -> dict[str, Any] | None:
     """Claim the queued run (a conditional UPDATE): the fields written, or None when
     it was not queued any more (claimed by another worker, cancelled)."""
-    now = timezone.now()
-    worker = f"{socket.gethostname()}:{threading.get_native_id()}"
-    fields = {"started_at": now, "heartbeat_at": now, "worker": worker[:255]}
+    fields = claim_fields()
     moved = execution_transition(
         runs=Execution.objects.filter(pk=execution_id),
         source=Execution.Status.QUEUED,
@@ -216,13 +222,15 @@ def _share_script(execution: Execution) -> None:
 
 def _run_created(execution: Execution) -> Execution | None:
     """``execution_run`` for the row the caller has just created (``execution_start``
-    loaded its script, version and user): claimed the same way, then carried without
-    reading the row back."""
-    claimed = _claim(execution.pk)
-    if claimed is None:
-        logger.info("execution already claimed", execution_id=execution.pk)
-        return None
-    _set(execution, claimed)
+    loaded its script, version and user): claimed the same way when it is queued (a
+    row made ``running`` by ``execution_start(claim=True)`` is the caller's already),
+    then carried without reading the row back."""
+    if execution.status == Execution.Status.QUEUED:
+        claimed = _claim(execution.pk)
+        if claimed is None:
+            logger.info("execution already claimed", execution_id=execution.pk)
+            return None
+        _set(execution, claimed)
     _share_script(execution)
     return _carry(execution)
 
@@ -372,12 +380,13 @@ _run_threads = _RunThreads()
 
 
 def execution_run_and_wait(*, execution: Execution, wait_seconds: float) -> Execution:
-    """Run the queued ``execution`` the caller has just created (with
-    ``execution_start(enqueue=False)``, committed) in a run thread of this process and
-    wait up to ``wait_seconds`` for it; the run goes on after that (the caller answers
-    202). Returns the run as recorded: finished, or as it stands when the wait ends.
-    The thread uses ``execution`` as it is (its script, version and user are not
-    fetched again): the caller must not change it meanwhile."""
+    """Run the ``execution`` the caller has just created (with
+    ``execution_start(claim=True)``, or queued with ``enqueue=False``; committed) in
+    a run thread of this process and wait up to ``wait_seconds`` for it; the run goes
+    on after that (the caller answers 202). Returns the run as recorded: finished, or
+    as it stands when the wait ends. The thread uses ``execution`` as it is (its
+    script, version and user are not fetched again): the caller must not change it
+    meanwhile."""
     finished: list[Execution] = []
 
     if connection.in_atomic_block:

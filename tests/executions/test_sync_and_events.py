@@ -1,5 +1,6 @@
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -74,6 +75,41 @@ def test_sync_run_answers_202_past_the_wait_and_run_goes_on(api, upload, setting
             break
         time.sleep(0.1)
     assert execution.status == "succeeded" and execution.result == {"slept": 2}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sync_run_is_recorded_running_by_its_process_and_never_enqueued(
+    api, upload, settings, monkeypatch
+):
+    settings.SYNC_RUN_WAIT = 0.0
+    enqueued = []
+    monkeypatch.setattr(services, "_enqueue", enqueued.append)
+    upload(SLOW, name="slow.py")
+    response = api.post("/api/v1/run/slow.py", {"data": {"seconds": 1}}, format="json")
+    assert response.status_code == 202 and response.json()["status"] == "running"
+    execution = Execution.objects.get(pk=response.json()["execution_id"])
+    # running from its INSERT on (nothing can claim it twice, and a process that dies
+    # with it leaves a row the reaper takes, not one queued for ever)
+    assert execution.status == "running" and execution.source == "sync"
+    assert execution.started_at and execution.heartbeat_at and execution.worker
+    deadline = time.monotonic() + 30
+    while not execution.is_finished and time.monotonic() < deadline:
+        time.sleep(0.1)
+        execution.refresh_from_db()
+    assert execution.status == "succeeded" and execution.result == {"slept": 1}
+    assert enqueued == []
+
+
+@pytest.mark.django_db
+def test_a_claimed_run_whose_process_died_is_reaped_as_lost(user, upload, settings):
+    script = upload(SLOW, name="slow.py")
+    execution = services.execution_start(user=user, script_ref=script.pk, claim=True)
+    assert execution.status == "running" and execution.started_at
+    old = execution.heartbeat_at - timedelta(seconds=settings.RUN_HEARTBEAT_STALE_SECONDS + 1)
+    Execution.objects.filter(pk=execution.pk).update(heartbeat_at=old)  # no run thread beat
+    assert services.executions_reap_lost() == 1
+    execution.refresh_from_db()
+    assert execution.status == "lost" and execution.error_code == "LOST"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -40,14 +40,13 @@ def main(n: int = 3) -> dict:
 #  2 SELECT script + folder + current version (script_get_for_run); the top level
 #    needs no folder permission query
 #  3 SAVEPOINT                       } execution_start's transaction.atomic()
-#  4 INSERT Execution (queued)       }   the run is recorded before it starts
-#  5 INSERT AuditEvent run.started   }   (audit's post_save receiver)
-#  6 RELEASE SAVEPOINT               }
-#  7 UPDATE Execution queued -> running (the claim; the row is not read back)
-#  8 UPDATE Execution running -> succeeded, with result, usage and log_size (the row is
-#    not read back either: the worker knows what it wrote; and jobs' execution_finished
+#  4 INSERT Execution (running)      }   the run is recorded before it starts, claimed
+#  5 INSERT AuditEvent run.started   }   by this process already (no queued row to
+#  6 RELEASE SAVEPOINT               }   claim with a second query)
+#  7 UPDATE Execution running -> succeeded, with result, usage and log_size (the row is
+#    not read back: the worker knows what it wrote; and jobs' execution_finished
 #    receiver asks no question about a run that no pipeline started)
-LIGHT_RUN_QUERIES = 8
+LIGHT_RUN_QUERIES = 7
 
 # A script in a folder: + SELECT the folder and its ancestors with the user's group
 # access (scripts.permissions: may they read it?), those rows only.
@@ -58,7 +57,7 @@ IN_A_FOLDER_QUERIES = LIGHT_RUN_QUERIES + 1
 # the last hour together.
 LIMITED_RUN_QUERIES = LIGHT_RUN_QUERIES + 2
 
-# A run printing three lines and leaving one file: the light run's 8, plus
+# A run printing three lines and leaving one file: the light run's 7, plus
 #  SAVEPOINT, INSERT StoredFile, RELEASE SAVEPOINT (storage's file_store)
 #  INSERT Artifact
 #  INSERT ExecutionLogChunk (the whole log, one chunk: its size goes with the outcome)
