@@ -1,19 +1,26 @@
 """What a run leaves to do after its outcome is known: a warm run taken as ended at
 its last record (execute.watch) still has a killed process finishing its exit, and
 its groups and uid are released once that is over, in this process's janitor thread
-rather than in the run's time. Jobs run in order; ``wait_idle`` waits for them (tests,
-and a process that ends: at exit it waits a few seconds)."""
+rather than in the run's time. Jobs run in order, each QUIET_SECONDS after it was
+given at the soonest; ``wait_idle`` waits for them (tests, and a process that ends:
+at exit it waits a few seconds)."""
 
 import atexit
 import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
 EXIT_WAIT_SECONDS = 5.0  # at interpreter exit, how long the janitor may finish its jobs
+# A job starts no sooner than this after it was given (no later wait when it is older):
+# the run that gave it writes its outcome and answers first. Both need this process's
+# GIL, which the janitor's Python work between its system calls would hold (measured:
+# a sync run answered 0.5-1 ms later with the janitor and the remover at work).
+QUIET_SECONDS = 0.004
 
 
 class _Janitor:
@@ -36,11 +43,12 @@ class _Janitor:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._serve, name="run-janitor", daemon=True)
                 self._thread.start()
-        self._jobs.put(job)
+        self._jobs.put((time.monotonic(), job))
 
     def _serve(self) -> None:
         while True:
-            job = self._jobs.get()
+            given, job = self._jobs.get()
+            wait_quietly(given)
             try:
                 job()
             except Exception:  # a failed release must not end the thread
@@ -53,6 +61,14 @@ class _Janitor:
         """Wait until every job given so far is done; False when ``timeout`` passed."""
         with self._lock:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+
+def wait_quietly(given: float) -> None:
+    """Sleep until QUIET_SECONDS after ``given`` (a time.monotonic() reading): what a
+    thread doing a run's leftovers calls before each job."""
+    wait = given + QUIET_SECONDS - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
 
 
 _janitor = _Janitor()

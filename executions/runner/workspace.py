@@ -89,7 +89,7 @@ class Workspace:
             except OSError:
                 pass  # prune_workspaces takes what is left
             return
-        _remover().put(trash)
+        _remover().put((time.monotonic(), trash))
 
 
 _removal: tuple[int, threading.Thread, queue.SimpleQueue] | None = None
@@ -112,8 +112,11 @@ def _remover() -> queue.SimpleQueue:
 
 
 def _remove_forever(work: queue.SimpleQueue) -> None:
+    from .janitor import wait_quietly
+
     while True:
-        path = work.get()
+        given, path = work.get()
+        wait_quietly(given)  # after the run's answer
         try:
             remove_tree(path)
         except Exception:  # noqa: BLE001, S110 - never let one bad tree stop the remover

@@ -2,6 +2,8 @@
 real cgroups, real threads."""
 
 import threading
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -67,3 +69,20 @@ def test_the_janitor_goes_on_after_a_job_that_failed():
     janitor.submit(lambda: done.append(threading.current_thread().name))
     assert janitor.wait_idle(5)
     assert done == ["run-janitor"]
+
+
+def test_a_job_waits_until_the_run_that_gave_it_has_answered(monkeypatch):
+    # the run's final write and answer need the GIL first: the job starts QUIET_SECONDS
+    # after it was given, and a job given long ago (a backlog) does not wait again
+    started = []
+    given = time.monotonic()
+    janitor.submit(lambda: started.append(time.monotonic()))
+    assert janitor.wait_idle(5)
+    assert started[0] - given >= janitor.QUIET_SECONDS
+    slept = []
+    clock = SimpleNamespace(monotonic=time.monotonic, sleep=slept.append)
+    monkeypatch.setattr(janitor, "time", clock)  # this module's clock only
+    janitor.wait_quietly(time.monotonic() - 10)
+    assert slept == []
+    janitor.wait_quietly(time.monotonic())
+    assert len(slept) == 1 and 0 < slept[0] <= janitor.QUIET_SECONDS
