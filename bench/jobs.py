@@ -423,6 +423,7 @@ def main() -> None:
     # Explicit values, so that a developer's .env (read for missing keys) changes nothing.
     os.environ.update(
         DJANGO_SETTINGS_MODULE="config.settings",
+        DEBUG="false",  # as a production worker runs (DEBUG keeps a log of every query)
         DATA_DIR=str(data_dir),
         DATABASE_URL=f"sqlite:///{data_dir / 'db.sqlite3'}",
         REDIS_URL="",
