@@ -63,12 +63,12 @@ class _Janitor:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
 
-def wait_quietly(given: float) -> None:
-    """Sleep until QUIET_SECONDS after ``given`` (a time.monotonic() reading): what a
-    thread doing a run's leftovers calls before each job."""
-    wait = given + QUIET_SECONDS - time.monotonic()
+def wait_quietly(given: float, clock=time) -> None:
+    """Sleep until QUIET_SECONDS after ``given`` (a ``clock.monotonic()`` reading):
+    what a thread doing a run's leftovers calls before each job."""
+    wait = given + QUIET_SECONDS - clock.monotonic()
     if wait > 0:
-        time.sleep(wait)
+        clock.sleep(wait)
 
 
 _janitor = _Janitor()

@@ -19,12 +19,14 @@ class _Stock:
     def __init__(self):
         self._lock = threading.Lock()
         self._groups: dict[tuple, cgroups.RunCgroup] = {}
+        self._closed = False
         os.register_at_fork(after_in_child=self._forget)  # the parent's, not the child's
-        atexit.register(self.clear)
+        atexit.register(self.close)
 
     def _forget(self) -> None:
         self._lock = threading.Lock()
         self._groups = {}
+        self._closed = False
 
     def take(self, prefix: str, *, memory_bytes: int, max_processes: int):
         """The group kept for these limits (named ``prefix``...), or None."""
@@ -50,7 +52,7 @@ class _Stock:
             return
         extra = []
         with self._lock:
-            if key in self._groups:
+            if self._closed or key in self._groups:
                 extra.append(group)
             else:
                 self._groups[key] = group
@@ -58,6 +60,13 @@ class _Stock:
                     extra.append(self._groups.pop(next(iter(self._groups))))
         for group in extra:
             group.remove()
+
+    def close(self) -> None:
+        """Remove every group kept, and keep none made from now on: the process is
+        ending (at exit the janitor may still make one, which would be left behind)."""
+        with self._lock:
+            self._closed = True
+        self.clear()
 
     def clear(self) -> None:
         """Remove every group kept."""
