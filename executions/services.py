@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonschema
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import Count, Q
@@ -273,7 +274,7 @@ def execution_start(
             options=options,
             rerun_of=rerun_of,
             schedule_id=schedule_id,
-            **({"status": Execution.Status.RUNNING, **claim_fields()} if claim else {}),
+            **(_claimed_now() if claim else {}),
         )
         if enqueue and not claim:
             transaction.on_commit(lambda: _enqueue(execution.pk))
@@ -283,6 +284,12 @@ def execution_start(
         script=script.logical_path,
     )
     return execution
+
+
+def _claimed_now() -> dict[str, Any]:
+    """The fields of a row inserted as claimed: queued and started at the same moment."""
+    fields = claim_fields()
+    return {"status": Execution.Status.RUNNING, "queued_at": fields["started_at"], **fields}
 
 
 CONCURRENT_RETRY_AFTER_SECONDS = 30  # a guess: when one of the user's runs may have ended
@@ -308,7 +315,8 @@ def _check_limits(*, user) -> None:
     concurrent = settings.MAX_CONCURRENT_EXECUTIONS
     if user is None or getattr(user, "is_superuser", False) or not (per_hour or concurrent):
         return
-    list(type(user).objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+    # (the user's model, not type(user): a session's user is a lazy object)
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
     mine = Execution.objects.filter(requested_by=user)
     now = timezone.now()
     counted = {}  # the limits in force, counted in one query
@@ -441,7 +449,8 @@ def execution_rerun(*, user, execution: Execution) -> Execution:
 
 def executions_reap_lost(*, stale_after: timedelta | None = None) -> int:
     """Mark ``running`` runs whose worker stopped heartbeating as ``lost``."""
-    stale_after = stale_after or timedelta(seconds=settings.RUN_HEARTBEAT_STALE_SECONDS)
+    if stale_after is None:
+        stale_after = timedelta(seconds=settings.RUN_HEARTBEAT_STALE_SECONDS)
     cutoff = timezone.now() - stale_after
     stale = list(
         Execution.objects.filter(

@@ -228,6 +228,9 @@ def test_reaper_marks_silent_runs_lost(user, upload):
     assert services.executions_reap_lost() == 1
     assert Execution.objects.get(pk=execution.pk).status == "lost"
     assert Execution.objects.get(pk=fresh.pk).status == "running"
+    # a zero staleness is zero (not the default): any run not beating this instant
+    assert services.executions_reap_lost(stale_after=timedelta(0)) == 1
+    assert Execution.objects.get(pk=fresh.pk).status == "lost"
 
 
 @pytest.mark.django_db

@@ -92,6 +92,7 @@ def test_a_sync_run_is_recorded_running_by_its_process_and_never_enqueued(
     # with it leaves a row the reaper takes, not one queued for ever)
     assert execution.status == "running" and execution.source == "sync"
     assert execution.started_at and execution.heartbeat_at and execution.worker
+    assert execution.queued_at == execution.started_at  # one moment: never started early
     deadline = time.monotonic() + 30
     while not execution.is_finished and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -105,6 +106,7 @@ def test_a_claimed_run_whose_process_died_is_reaped_as_lost(user, upload, settin
     script = upload(SLOW, name="slow.py")
     execution = services.execution_start(user=user, script_ref=script.pk, claim=True)
     assert execution.status == "running" and execution.started_at
+    assert services.executions_reap_lost() == 0  # beating less than a minute ago
     old = execution.heartbeat_at - timedelta(seconds=settings.RUN_HEARTBEAT_STALE_SECONDS + 1)
     Execution.objects.filter(pk=execution.pk).update(heartbeat_at=old)  # no run thread beat
     assert services.executions_reap_lost() == 1

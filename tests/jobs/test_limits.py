@@ -64,6 +64,23 @@ def test_the_concurrent_limit_answers_429_with_retry_after_and_creates_nothing(
     assert _start(api, script).status_code == 202
 
 
+def test_the_limits_hold_for_a_user_signed_in_by_session(client, user, upload, settings):
+    # a session's user is a lazy object (the portal's run form, the admin, the API with
+    # a session cookie): counted like a token's, not a 500
+    settings.MAX_CONCURRENT_EXECUTIONS = 1
+    script = upload(HELLO)
+    client.force_login(user)
+    first = client.post(
+        "/api/v1/executions/", {"script": script.pk, "data": {}}, content_type="application/json"
+    )
+    assert first.status_code == 202, first.content
+    second = client.post(
+        "/api/v1/executions/", {"script": script.pk, "data": {}}, content_type="application/json"
+    )
+    assert_error(second, 429, "RATE_LIMITED")
+    assert Execution.objects.count() == 1
+
+
 def test_a_pipeline_run_over_the_limit_creates_nothing(api, user, upload, settings):
     settings.MAX_CONCURRENT_EXECUTIONS = 1
     script = upload(HELLO, name="hello.py")
