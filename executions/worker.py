@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from config.errors import ApplicationError
 from config.logging import get_logger
+from executions import heartbeat
 from executions.logbook import LogWriter
 from executions.models import Artifact, Execution
 from executions.signals import send_execution_finished
@@ -28,7 +29,6 @@ from vault import services as vault_services
 
 logger = get_logger("scriptorium.executions")
 
-HEARTBEAT_SECONDS = 5
 CANCEL_POLL_SECONDS = 0.5
 RUN_THREAD_IDLE_SECONDS = 60  # a sync-run thread with nothing to do for this long ends
 
@@ -62,14 +62,13 @@ def _set(execution: Execution, fields: dict[str, Any]) -> None:
 
 class _RunWatch:
     """The runner's should_cancel callback (called about 5 times a second): flushes
-    the log when due, heartbeats the row and notices a cancel request, touching the
-    run's row at most every CANCEL_POLL_SECONDS."""
+    the log when due and notices a cancel request, reading the run's row at most every
+    CANCEL_POLL_SECONDS (its heartbeat is executions.heartbeat's)."""
 
     def __init__(self, execution: Execution, log: LogWriter):
-        self.execution = execution
         self.execution_id = execution.pk
         self.log = log
-        self.last_poll = self.last_beat = time.monotonic()  # just claimed: nothing to ask yet
+        self.last_poll = time.monotonic()  # just claimed: nothing to ask yet
         self.cancelled = False
 
     def __call__(self) -> bool:
@@ -78,11 +77,6 @@ class _RunWatch:
         if self.cancelled or now - self.last_poll < CANCEL_POLL_SECONDS:
             return self.cancelled
         self.last_poll = now
-        if now - self.last_beat >= HEARTBEAT_SECONDS:
-            beat = {"heartbeat_at": timezone.now()}
-            Execution.objects.filter(pk=self.execution_id).update(**beat)
-            _set(self.execution, beat)
-            self.last_beat = now
         self.cancelled = Execution.objects.filter(
             pk=self.execution_id, cancel_requested_at__isnull=False
         ).exists()
@@ -237,10 +231,19 @@ def _run_created(execution: Execution) -> Execution | None:
 
 def _carry(execution: Execution) -> Execution:
     """Run the claimed ``execution`` through the runner and record its outcome; returns
-    it as recorded. The row is not read back when the final UPDATE moved it: what the
-    worker wrote to it (claim, heartbeats, progress, outcome) is set on ``execution``
-    as it is written, and nothing else writes to a running row but a cancel request,
-    after which it is read back (as it is when the run ended meanwhile: the reaper)."""
+    it as recorded. Its row's heartbeat is kept up meanwhile (executions.heartbeat).
+    The row is not read back when the final UPDATE moved it: what the worker wrote to
+    it (claim, progress, outcome; not the heartbeats) is set on ``execution`` as it is
+    written, and nothing else writes to a running row but a cancel request, after
+    which it is read back (as it is when the run ended meanwhile: the reaper)."""
+    heartbeat.start(execution.pk)
+    try:
+        return _carry_beating(execution)
+    finally:
+        heartbeat.stop(execution.pk)
+
+
+def _carry_beating(execution: Execution) -> Execution:
     from executions import runner
 
     execution_id = execution.pk

@@ -5,9 +5,10 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from executions import services
+from executions import heartbeat, services
 from executions.events import event_stream
 from executions.models import Execution
+from executions.runner import run as run_module
 from tests.helpers import assert_error
 
 SLOW = """
@@ -112,6 +113,42 @@ def test_a_claimed_run_whose_process_died_is_reaped_as_lost(user, upload, settin
     assert services.executions_reap_lost() == 1
     execution.refresh_from_db()
     assert execution.status == "lost" and execution.error_code == "LOST"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_environment_takes_long_to_build_is_not_reaped(
+    user, upload, settings, monkeypatch
+):
+    # nothing of the run asks the database while its environment builds (or while it
+    # waits for another process's build): the heartbeat goes on all the same
+    settings.RUN_HEARTBEAT_STALE_SECONDS = 1
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_SECONDS", 0.2)
+    build = run_module.ensure_environment
+
+    def slow_build(*args, **kwargs):
+        time.sleep(2.5)  # a long pip install
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "ensure_environment", slow_build)
+    script = upload("def main(data: dict) -> dict:\n    return {'ok': 1}\n", name="ok.py")
+    execution = services.execution_start(user=user, script_ref=script.pk, enqueue=False)
+
+    def carry():
+        try:
+            services.execution_run(execution_id=execution.pk)
+        finally:
+            connection.close()
+
+    runner = threading.Thread(target=carry)
+    runner.start()
+    reaped = []
+    for _ in range(4):  # 1.2 to 2.4 s into the build
+        time.sleep(0.6)
+        reaped.append(services.executions_reap_lost())
+    runner.join(30)
+    execution.refresh_from_db()
+    assert reaped == [0, 0, 0, 0]
+    assert execution.status == "succeeded" and execution.result == {"ok": 1}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -18,7 +18,7 @@ import textwrap
 import pytest
 
 from audit.models import AuditEvent
-from executions import logbook, services, worker
+from executions import heartbeat, logbook, services, worker
 from executions.logbook import log_text
 from executions.models import Execution
 from scripts import services as script_services
@@ -72,7 +72,7 @@ LINES_AND_A_FILE_QUERIES = LIGHT_RUN_QUERIES + 6
 @pytest.fixture(autouse=True)
 def _no_timed_queries(monkeypatch):
     monkeypatch.setattr(worker, "CANCEL_POLL_SECONDS", 3600)
-    monkeypatch.setattr(worker, "HEARTBEAT_SECONDS", 3600)
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_SECONDS", 3600)
     monkeypatch.setattr(logbook, "FLUSH_SECONDS", 3600)
     monkeypatch.setattr(logbook, "PROMPT_SECONDS", 3600)
 
