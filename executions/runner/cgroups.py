@@ -73,12 +73,13 @@ class RunCgroup:
 
     def kill_sole_task(self, before_kill=None):
         """SIGKILL the group's process when it is the group's only task (one process,
-        one thread) and return ``(pid, before_kill(pid))`` when afterwards it still is:
-        then no code of the run can run again (a process with SIGKILL pending never
-        returns to user space, and a fork it had begun fails), though its exit (the
-        teardown of its memory) may not be over. ``before_kill`` reads what the kill
-        takes away (its memory figures); it is not called without a sole task. None:
-        no task, more than one, or a fork raced the check; nothing is promised then."""
+        one thread) and return ``(pid, before_kill(pid), alone)``, ``alone`` True when
+        afterwards no other task is there: then no code of the run can run again (a
+        process with SIGKILL pending never returns to user space, and a fork it had
+        begun fails), though its exit (the teardown of its memory) may not be over, or
+        may be over already. ``before_kill`` reads what the kill takes away (its memory
+        figures); it is not called without a sole task. None: no task, more than one,
+        nothing killed; ``alone`` False: a fork raced the check, nothing is promised."""
         pids_dir = self.dirs[-1]  # v2: the one group; v1: the pids hierarchy's
         procs, tasks = pids_dir / "cgroup.procs", pids_dir / "pids.current"
         try:
@@ -89,10 +90,13 @@ class RunCgroup:
             pid = int(found[0])
             seen = before_kill(pid) if before_kill is not None else None
             os.kill(pid, signal.SIGKILL)
-            alone = tasks.read_text().strip() == "1"  # no fork got past the check
-            return (pid, seen) if alone and procs.read_text().split() == found else None
         except (OSError, ValueError):
             return None
+        try:  # no fork got past the check (the killed process may have left already)
+            alone = int(tasks.read_text()) <= 1 and set(procs.read_text().split()) <= {found[0]}
+        except (OSError, ValueError):
+            alone = False
+        return pid, seen, alone
 
     def oom_kills(self) -> int:
         """How many processes of the run the kernel killed for memory."""

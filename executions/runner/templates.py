@@ -695,6 +695,7 @@ class WarmProcess:
         self.conn, self.pid, self.pidfd, self.exit_r = conn, pid, pidfd, exit_fd
         self.group_name, self.dropped_groups = "", []  # as the template said (launch)
         self.groups_wanted = 0
+        self.code_at_record = None  # the record's exit code once end_now killed PID 2
         self.group = None  # the run's groups (a cgroups.RunCgroup), set by the caller
         self.stdout = None  # set by the caller: the read end of the output pipe
         self.returncode = None
@@ -730,6 +731,10 @@ class WarmProcess:
         status, usage = self._ended or (None, None)
         if status is None:  # the sandbox died unreported (killed, or its template gone)
             status = signal.SIGKILL
+        # (PID 1 reports a death by signal N as exit 128 + N, as a shell does)
+        killed = status in (signal.SIGKILL, (128 + signal.SIGKILL) << 8)
+        if killed and self.code_at_record is not None:  # by end_now, after its record
+            status = self.code_at_record << 8
         self.returncode = os.waitstatus_to_exitcode(status)
         self.close()
         return (status, usage)
@@ -742,9 +747,17 @@ class WarmProcess:
         time and peak memory as the kernel counted them so far (not what the record
         claims). None: wait for the exit report (also when the one task left is not
         the script's process, PID 2 of the run: it has ended, and only its exit
-        report has its CPU time)."""
+        report has its CPU time). When the script's process was killed here but the
+        run cannot end now (a fork raced the kill, or the process was gone before its
+        figures were read), the exit report's SIGKILL is this kill, not the script's
+        end: the run's exit status is still the record's ``code``."""
         killed = self.group.kill_sole_task(_script_peak) if self.group is not None else None
-        usage = _usage_of(*killed) if killed else None
+        if killed is None:
+            return None
+        pid, seen, alone = killed
+        if seen[0]:  # the script's process, killed by us: it ends with the record's code
+            self.code_at_record = code
+        usage = _usage_of(pid, seen) if alone else None
         if usage is None:
             return None
         self.returncode = code

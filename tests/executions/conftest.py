@@ -2,6 +2,7 @@ import textwrap
 
 import pytest
 
+from executions import heartbeat
 from scripts import services as script_services
 
 
@@ -32,3 +33,14 @@ def run_now(django_capture_on_commit_callbacks):
             return fn(*args, **kwargs)
 
     return call
+
+
+@pytest.fixture
+def fast_heartbeat(monkeypatch):
+    """A heartbeat of the test's own, beating every 0.1 s (the process's thread may be
+    in the middle of its usual 5 s sleep, started by an earlier test's run)."""
+    beat = heartbeat._Heartbeat()
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(heartbeat, "start", beat.start)
+    monkeypatch.setattr(heartbeat, "stop", beat.stop)
+    return beat

@@ -24,8 +24,7 @@ def _wait_for(check, seconds: float = 5.0) -> bool:
     return False
 
 
-def test_the_runs_carried_here_are_beaten_until_they_stop(monkeypatch):
-    monkeypatch.setattr(heartbeat, "HEARTBEAT_SECONDS", 0.1)
+def test_the_runs_carried_here_are_beaten_until_they_stop(fast_heartbeat):
     long_ago = timezone.now() - timedelta(hours=1)
     running = baker.make(Execution, status="running", heartbeat_at=long_ago, _quantity=2)
     ended = baker.make(Execution, status="succeeded", heartbeat_at=long_ago)
@@ -41,14 +40,13 @@ def test_the_runs_carried_here_are_beaten_until_they_stop(monkeypatch):
     finally:
         for run in [*running, ended]:
             heartbeat.stop(run.pk)
-    assert _wait_for(lambda: heartbeat._heartbeat._thread is None), "the thread went on"
+    assert _wait_for(lambda: fast_heartbeat._thread is None), "the thread went on"
     stopped_at = Execution.objects.get(pk=running[0].pk).heartbeat_at
     time.sleep(0.3)
     assert Execution.objects.get(pk=running[0].pk).heartbeat_at == stopped_at
 
 
-def test_a_run_carried_twice_here_is_beaten_until_both_stop(monkeypatch):
-    monkeypatch.setattr(heartbeat, "HEARTBEAT_SECONDS", 0.1)
+def test_a_run_carried_twice_here_is_beaten_until_both_stop(fast_heartbeat):
     long_ago = timezone.now() - timedelta(hours=1)
     run = baker.make(Execution, status="running", heartbeat_at=long_ago)
     heartbeat.start(run.pk)
@@ -58,4 +56,4 @@ def test_a_run_carried_twice_here_is_beaten_until_both_stop(monkeypatch):
         assert _wait_for(lambda: Execution.objects.get(pk=run.pk).heartbeat_at > long_ago)
     finally:
         heartbeat.stop(run.pk)
-    assert _wait_for(lambda: heartbeat._heartbeat._thread is None)
+    assert _wait_for(lambda: fast_heartbeat._thread is None)

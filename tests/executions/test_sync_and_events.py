@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from executions import heartbeat, services
+from executions import services
 from executions.events import event_stream
 from executions.models import Execution
 from executions.runner import run as run_module
@@ -117,12 +117,11 @@ def test_a_claimed_run_whose_process_died_is_reaped_as_lost(user, upload, settin
 
 @pytest.mark.django_db(transaction=True)
 def test_a_run_whose_environment_takes_long_to_build_is_not_reaped(
-    user, upload, settings, monkeypatch
+    user, upload, settings, monkeypatch, fast_heartbeat
 ):
     # nothing of the run asks the database while its environment builds (or while it
     # waits for another process's build): the heartbeat goes on all the same
     settings.RUN_HEARTBEAT_STALE_SECONDS = 1
-    monkeypatch.setattr(heartbeat, "HEARTBEAT_SECONDS", 0.2)
     build = run_module.ensure_environment
 
     def slow_build(*args, **kwargs):

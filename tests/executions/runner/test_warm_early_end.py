@@ -54,6 +54,38 @@ def test_a_command_scripts_exit_code_is_kept_when_it_ends_early(run, warm, ended
     assert ended_early == [True]
 
 
+RECORD_THEN_WAIT = """
+import os, time
+def main():
+    os.write(3, b'{record}')
+    os.close(3)
+    time.sleep(30)  # killed at its record: the SIGKILL lands before any exit
+"""
+
+
+@pytest.mark.parametrize(
+    ("record", "status", "code"),
+    [
+        ('{"ok": true, "result": {"n": 1}, "exit": 0}', "succeeded", 0),
+        ('{"ok": false, "code": "SCRIPT_ERROR", "message": "no", "exit": 3}', "failed", 3),
+    ],
+)
+def test_a_script_killed_at_its_record_keeps_the_records_exit_code(
+    run, warm, ended_early, monkeypatch, record, status, code
+):
+    # the script's process is killed at its record, but the run cannot end there (its
+    # figures were gone before they were read: say it had exited, and PID 1 reaped
+    # it): the exit report's SIGKILL is the runner's, the run's exit code the record's
+    from executions.runner import templates
+
+    monkeypatch.setattr(templates, "_usage_of", lambda pid, seen: None)  # (gone)
+    started = time.monotonic()
+    r = run(RECORD_THEN_WAIT.format(record=record.replace('"', '\\"')))
+    assert time.monotonic() - started < 10, "the script was not killed at its record"
+    assert (r.status, r.exit_code) == (status, code), (r.error_code, r.error_message)
+    assert ended_early == [False]
+
+
 # The last record written while another task of the run lives (the script writes it
 # itself: the harness writes it only after waiting for the script's threads, and a
 # process that exits takes its threads with it), then the script ends by itself.
