@@ -39,10 +39,13 @@ run: install
 	@echo "Scriptorium: http://127.0.0.1:$(PORT)/  admin: http://127.0.0.1:$(PORT)/admin/  API docs: http://127.0.0.1:$(PORT)/api/docs/  (Ctrl-C stops)"
 	@# Ctrl-C signals make, this shell and honcho alike: the shell waits (trap) while
 	@# honcho stops web and worker cleanly, and an interrupted honcho is a clean end.
+	@# The warm templates web and worker started go with them (else they would wait
+	@# RUN_WARM_IDLE_SECONDS for a run).
 	@trap ':' INT TERM; \
 	SITE_URL="$${SITE_URL:-http://127.0.0.1:$(PORT)}" PATH="$(CURDIR)/$(BIN):$$PATH" \
 		$(BIN)/honcho start -f Procfile -p $(PORT); \
 	rc=$$?; \
+	$(BIN)/python manage.py warm --stop --now >/dev/null 2>&1 || true; \
 	if [ $$rc -eq 130 ] || [ $$rc -eq 143 ]; then echo "Scriptorium stopped."; exit 0; fi; \
 	exit $$rc
 
