@@ -54,15 +54,23 @@ TARGETS = {"warm": 0.6, "http light": 1.5, "http pandas": 1.5}
 
 
 FLOOR = {"fn": None, "samples": {}}  # the floor, measured beside every figure
+# Before each sample, a pause: what the previous run left to do (a killed process's
+# exit, its template's next spare, the janitor's releases: 10-20 ms of CPU after a
+# pandas run) must not share the machine with the next floor sample. It did before
+# this pause, and the floor beside the pandas figure read 9.4-10.9 ms against 7.4-7.8
+# ms settled: the ratio looked 1.3x where it was 1.8x.
+SETTLE_SECONDS = 0.05
 
 
 def timed(fn, runs: int, label: str = "") -> list[float]:
     """``runs`` timings (ms) of ``fn``; with a floor set, each one follows a floor
     sample (kept under ``label``): the machine's speed drifts (other load, CPU
-    steal), and a figure is compared with the floor measured in the same moments."""
+    steal), and a figure is compared with the floor measured in the same moments.
+    Each pair starts SETTLE_SECONDS after the last one ended."""
     fn()  # warm-up
     samples, floor = [], FLOOR["samples"].setdefault(label, [])
     for _ in range(runs):
+        time.sleep(SETTLE_SECONDS)
         if FLOOR["fn"] is not None and label:
             started = time.perf_counter()
             FLOOR["fn"]()
@@ -224,7 +232,8 @@ def main() -> None:
     print("server: gunicorn (config/gunicorn.conf.py, gthread), config.settings.production")
     print(f"DATA_DIR (workspaces, environments, database): {data_dir}")
     print("each figure's ratio is to the floor measured in alternation with it (its own")
-    print("floor column); the first row is the floor measured on its own")
+    print("floor column); the first row is the floor measured on its own; each floor and")
+    print(f"figure pair starts {SETTLE_SECONDS * 1000:.0f} ms after the last (the machine settled)")
     print(
         f"{'':36} {'median ms':>10} {'p95 ms':>10} {'own floor':>10} {'x floor':>8} {'target':>8}"
     )
