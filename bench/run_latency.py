@@ -9,7 +9,8 @@ Prints, in one run, the median and p95 of
      production settings; keep-alive, JWT), end to end (row, run, log, answer), for the
      light script and for one that imports pandas (its own environment, built first),
 and each as a ratio to the floor measured in alternation with it (the machine's speed
-drifts). Targets: warm runner <= 0.6x, sync HTTP light and
+drifts), each floor and figure pair 50 ms after the last (the previous run's aftermath
+must not slow the floor). Targets: warm runner <= 0.6x, sync HTTP light and
 pandas <= 1.5x the floor.
 
     .venv/bin/python bench/run_latency.py [--runs 40] [--no-pandas] [--data-parent DIR]
