@@ -65,8 +65,8 @@ class _RunWatch:
     the log when due and notices a cancel request, reading the run's row at most every
     CANCEL_POLL_SECONDS (its heartbeat is executions.heartbeat's)."""
 
-    def __init__(self, execution: Execution, log: LogWriter):
-        self.execution_id = execution.pk
+    def __init__(self, execution_id: int, log: LogWriter):
+        self.execution_id = execution_id
         self.log = log
         self.last_poll = time.monotonic()  # just claimed: nothing to ask yet
         self.cancelled = False
@@ -248,7 +248,7 @@ def _carry_beating(execution: Execution) -> Execution:
 
     execution_id = execution.pk
     log = LogWriter(execution_id=execution_id)
-    watch = _RunWatch(execution, log)
+    watch = _RunWatch(execution_id, log)
     fields: dict[str, Any] = {}
     warm = False
     try:
